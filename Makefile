@@ -1,0 +1,79 @@
+# Sluice: every target bootstraps what it needs from a fresh clone (Python 3.11 and make are enough).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+MODEL  ?= loans
+
+# ---- embedded stack settings: all services on 127.0.0.1, all state under $(SLUICE_HOME) -------------
+export SLUICE_HOME         ?= $(CURDIR)/.sluice
+export SLUICE_AIRFLOW_PORT ?= 8080
+export SLUICE_MLFLOW_PORT  ?= 5000
+export SLUICE_SMTP_PORT    ?= 8025
+export AIRFLOW_HOME        ?= $(SLUICE_HOME)/airflow
+export PYTHONPATH          := $(CURDIR)/include:$(CURDIR)/plugins
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(SLUICE_MLFLOW_PORT)
+export GX_ANALYTICS_ENABLED := false
+# Airflow connections come from the environment, never from the UI or the repository.
+export AIRFLOW_CONN_MLFLOW_DEFAULT ?= http://127.0.0.1:$(SLUICE_MLFLOW_PORT)
+export AIRFLOW_CONN_SMTP_DEFAULT   ?= {"conn_type":"smtp","host":"127.0.0.1","port":$(SLUICE_SMTP_PORT),"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost"}}
+export AIRFLOW_CONN_AWS_DEFAULT    ?= {"conn_type":"aws","extra":{"region_name":"us-east-1"}}
+
+.PHONY: help venv demo test test-unit up down status bench lint suite compose-env lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "uv not found: installing it into .tools/ with pip"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
+
+# Re-sync only when a lock file changed (the stamp is older than a requirements file).
+$(VENV)/.synced: requirements.txt requirements-dev.txt | $(UV)
+	@test -x $(PY) || $(UV) venv --quiet --python 3.11 $(VENV)
+	$(UV) pip sync --quiet --python $(PY) requirements.txt requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.synced  ## create or update .venv from the lock files
+
+demo: venv  ## run the whole loop on the embedded stack and print a summary
+	$(PY) -m sluice demo
+
+test: venv  ## run every test tier (unit, airflow, dags, integration, e2e)
+	$(PY) -m pytest
+
+test-unit: venv  ## only the fast tests that need no Airflow
+	$(PY) -m pytest -m unit
+
+up: venv  ## start PostgreSQL, MLflow, the SMTP sink and Airflow; print URLs and the login
+	$(PY) -m sluice.stack.embedded up
+
+down: venv  ## stop exactly the processes `make up` started
+	$(PY) -m sluice.stack.embedded down
+
+status: venv  ## which services are running
+	$(PY) -m sluice.stack.embedded status
+
+bench: venv  ## benchmarks: ratios against a baseline measured in the same run
+	$(PY) -m benchmarks
+
+lint: venv  ## ruff, model configs, and every DAG file parses
+	$(VENV)/bin/ruff check .
+	$(PY) -m sluice config check
+	$(PY) -m sluice.airflow.dagcheck
+
+suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans
+	$(PY) -m sluice suite $(MODEL)
+
+compose-env: venv  ## write .env with random secrets for docker-compose
+	$(PY) -m sluice.stack.compose_env --output .env
+
+lock: | $(UV)  ## re-pin requirements*.txt from requirements*.in
+	$(UV) pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+	$(UV) pip compile --quiet --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
+clean:  ## stop the stack and delete all local state (.sluice/)
+	@if [ -x $(PY) ]; then $(PY) -m sluice.stack.embedded clean; else rm -rf $(SLUICE_HOME); fi

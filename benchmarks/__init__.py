@@ -1,0 +1,1 @@
+"""``make bench``: budgets as ratios against a baseline measured in the same run."""

@@ -1,0 +1,31 @@
+"""Run every benchmark; ``python -m benchmarks [name ...]`` runs a subset (parse, validation)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from benchmarks import parse, validation
+
+BENCHES = {"parse": parse.main, "validation": validation.main}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in names:
+        t0 = time.monotonic()
+        print(f"\n=== {name} ===", flush=True)
+        if not BENCHES[name]():
+            failed.append(name)
+        print(f"--- {name}: {time.monotonic() - t0:.0f}s", flush=True)
+    print(f"\nbudgets {'missed: ' + ', '.join(failed) if failed else 'all met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""Hooks: the lake (local or S3 through the ``aws_default`` connection) and alert mail via ``smtp_default``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+from airflow.sdk import BaseHook
+
+from sluice.alerts.email import Alert
+from sluice.lake import Lake, LocalStorage, S3Storage
+
+log = logging.getLogger(__name__)
+
+
+class LakeHook(BaseHook):
+    """Opens the lake named by ``SLUICE_LAKE``; an ``s3://`` lake gets its boto3 client from the AWS connection."""
+
+    def __init__(self, lake_root: str | None = None, aws_conn_id: str = "aws_default") -> None:
+        super().__init__()
+        self.lake_root = lake_root
+        self.aws_conn_id = aws_conn_id
+
+    def get_conn(self) -> Lake:
+        root = self.lake_root or os.environ.get("SLUICE_LAKE")
+        if not root:
+            raise ValueError("no lake configured: set SLUICE_LAKE to a local folder or s3://bucket/prefix")
+        if root.startswith("s3://"):
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            return Lake(S3Storage(root, client=S3Hook(aws_conn_id=self.aws_conn_id).get_conn()))
+        return Lake(LocalStorage(root))
+
+
+class AlertHook(BaseHook):
+    """Sends an :class:`~sluice.alerts.email.Alert` (plain text + HTML) through an SMTP connection."""
+
+    def __init__(self, smtp_conn_id: str = "smtp_default") -> None:
+        super().__init__()
+        self.smtp_conn_id = smtp_conn_id
+
+    def send(self, alert: Alert, to: Sequence[str]) -> None:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
+            sender = hook.from_email or "sluice@localhost"
+            # The hook's own send_email_smtp only builds HTML mails; we want a plain-text part too.
+            hook._smtp_client.send_message(alert.message(to, sender))
+        log.info("alert sent to %s: %s", ", ".join(to), alert.subject)

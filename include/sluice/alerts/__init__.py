@@ -1,0 +1,1 @@
+"""Alert emails: rendering and the local SMTP sink of the embedded stack."""

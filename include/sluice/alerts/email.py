@@ -1,0 +1,57 @@
+"""Alert emails as data: subject, plain text and HTML, built without Airflow so they can be tested alone."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Alert:
+    subject: str
+    text: str
+    html: str
+
+    def message(self, to: Sequence[str], sender: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"], msg["From"], msg["To"] = self.subject, sender, ", ".join(to)
+        msg.set_content(self.text)
+        msg.add_alternative(self.html, subtype="html")
+        return msg
+
+
+def data_quality_alert(
+    model: str,
+    dataset: str,
+    ds: str,
+    failures: Sequence[Mapping[str, Any]],
+    rows: int | None,
+    links: Mapping[str, str],
+) -> Alert:
+    """The mail sent when a landing partition is quarantined: what failed, where, how much, a sample."""
+    from sluice.validation.gx import FAILURE_HEADER, failure_rows, html_table
+
+    table = failure_rows(failures)
+    read = "unreadable" if rows is None else str(rows)
+    subject = f"[sluice] {model}: landing {dataset} ds={ds} QUARANTINED ({len(failures)} failed checks)"
+    lines = [
+        f"The landing partition {dataset} ds={ds} failed validation and was quarantined.",
+        f"Rows read: {read}. Nothing downstream ran; the raw files were copied, not moved.",
+        "",
+        "Failed checks:",
+    ]
+    for what, col, count, observed, sample in table:
+        lines.append(f"- {what} on {col}: unexpected {count or '-'}; observed {observed or '-'}")
+        if sample:
+            lines.append(f"    sample: {sample}")
+    lines += ["", *[f"{k}: {v}" for k, v in links.items()]]
+    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items())
+    body = (
+        f"<p>The landing partition <b>{html.escape(dataset)} ds={html.escape(ds)}</b> failed validation and was "
+        f"quarantined. Rows read: {html.escape(read)}. Nothing downstream ran.</p>"
+        f"{html_table(FAILURE_HEADER, table)}<ul>{link_html}</ul>"
+    )
+    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>")

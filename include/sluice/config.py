@@ -1,0 +1,336 @@
+"""Model configuration: one YAML file per model, loaded into frozen, validated objects.
+
+A bad file fails at load with a message that names the file, the key and what was expected, so a data
+engineer editing YAML finds the mistake before the scheduler does. This module is imported by DAG files,
+so it must stay light: no pandas, sklearn or mlflow at import time. Checks that need an import (does the
+estimator class exist?) run in ``check_imports`` -- from the CLI, CI and every task -- not at DAG parse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = REPO_ROOT / "include" / "models"
+EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
+
+#: metric name -> (task type, bounded to [0, 1], greater is better)
+METRICS: dict[str, tuple[str, bool, bool]] = {
+    "roc_auc": ("classification", True, True),
+    "pr_auc": ("classification", True, True),
+    "f1": ("classification", True, True),
+    "precision": ("classification", True, True),
+    "recall": ("classification", True, True),
+    "accuracy": ("classification", True, True),
+    "precision_at_k": ("classification", True, True),
+    "log_loss": ("classification", False, False),
+    "brier": ("classification", True, False),
+    "rmse": ("regression", False, False),
+    "mae": ("regression", False, False),
+    "r2": ("regression", False, True),
+}
+SCHEDULE_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
+_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+_DOTTED = r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$"
+_EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+class ConfigError(ValueError):
+    """A model config is invalid; the message names the file, the key and what was expected."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+Name = Annotated[str, Field(pattern=_NAME)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class DatasetConfig(_Frozen):
+    """The raw landing data: ``<lake>/landing/<name>/ds=YYYY-MM-DD/``."""
+
+    name: Name
+    format: Literal["parquet", "csv"] = "parquet"
+    id_column: str
+    timestamp_column: str
+    # The sensor gives up after this long; landing data is usually late, not missing.
+    wait_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 6 * 60
+
+
+class LabelsConfig(_Frozen):
+    """Ground truth arriving ``delay_days`` after the events, in ``<lake>/labels/<dataset>/ds=D/``."""
+
+    dataset: Name
+    column: str
+    delay_days: Annotated[int, Field(ge=0, le=365)]
+    join_key: str
+
+
+class TransformConfig(_Frozen):
+    """One pure feature transform, ``fn(df, **params) -> df``, named by dotted path."""
+
+    fn: Annotated[str, Field(pattern=_DOTTED)]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeaturesConfig(_Frozen):
+    feature_set: Name
+    transforms: tuple[TransformConfig, ...] = ()
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+    # Columns carried into the feature partition untouched (id, timestamp, slice keys).
+    passthrough: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FeaturesConfig:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        return self
+
+
+class ValidationConfig(_Frozen):
+    suite: Name
+    # A partition bigger than this is validated in one pass anyway; the knob bounds the detailed
+    # evidence pass on failure (GX COMPLETE results grow with the row count).
+    evidence_sample_rows: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
+class EstimatorConfig(_Frozen):
+    class_path: Annotated[str, Field(pattern=_DOTTED)]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(_Frozen):
+    """Time-based split: the oldest share trains, the newest tests."""
+
+    validation: Fraction = 0.15
+    test: Fraction = 0.15
+
+    @model_validator(mode="after")
+    def _sum(self) -> SplitConfig:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(f"validation + test must be < 0.9, got {self.validation + self.test:.2f}")
+        return self
+
+
+class TrainingConfig(_Frozen):
+    window_days: Annotated[int, Field(ge=1, le=3650)]
+    min_new_partitions: Annotated[int, Field(ge=1)] = 1
+    min_rows: Annotated[int, Field(ge=1)] = 1000
+    seed: int = 0
+    split: SplitConfig = SplitConfig()
+    estimator: EstimatorConfig
+
+
+class GateConfig(_Frozen):
+    """Thresholds for promotion. An empty gate is a failure at run time, never a silent pass."""
+
+    primary_metric: str
+    metrics: tuple[str, ...]
+    floors: dict[str, float] = Field(default_factory=dict)
+    non_inferiority_margin: Annotated[float, Field(ge=0, lt=1)] | None = None
+    min_improvement: Annotated[float, Field(ge=0, lt=1)] | None = None
+    slice_columns: tuple[str, ...] = ()
+    slice_max_regression: Annotated[float, Field(gt=0, lt=1)] | None = None
+    max_model_mb: Annotated[float, Field(gt=0)] | None = None
+    max_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    bootstrap_samples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+
+class DeployConfig(_Frozen):
+    target: Literal["local", "sagemaker", "batch"] = "batch"
+
+
+class AlertsConfig(_Frozen):
+    emails: tuple[Annotated[str, Field(pattern=_EMAIL)], ...]
+
+    @field_validator("emails")
+    @classmethod
+    def _non_empty(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one recipient is required: a gate that fails silently is not a gate")
+        return v
+
+
+class ModelConfig(_Frozen):
+    name: Name
+    owner: str
+    description: str = ""
+    task: Literal["classification", "regression"]
+    schedule: str = "@daily"
+    start_date: dt.date
+    end_date: dt.date | None = None
+    tags: tuple[str, ...] = ()
+    dataset: DatasetConfig
+    labels: LabelsConfig
+    features: FeaturesConfig
+    validation: ValidationConfig
+    training: TrainingConfig
+    gate: GateConfig
+    deploy: DeployConfig = DeployConfig()
+    alerts: AlertsConfig
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if v in SCHEDULE_PRESETS:
+            return v
+        from croniter import croniter  # light, and an Airflow dependency anyway
+
+        if not croniter.is_valid(v):
+            raise ValueError(f"{v!r} is neither a cron expression nor one of {sorted(SCHEDULE_PRESETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ModelConfig:
+        if self.end_date and self.end_date < self.start_date:
+            raise ValueError(f"end_date {self.end_date} is before start_date {self.start_date}")
+        g = self.gate
+        for m in (g.primary_metric, *g.metrics, *g.floors):
+            if m not in METRICS:
+                raise ValueError(f"gate: unknown metric {m!r}; known metrics: {sorted(METRICS)}")
+            if METRICS[m][0] != self.task:
+                raise ValueError(f"gate: metric {m!r} is for {METRICS[m][0]}, but task is {self.task!r}")
+        if g.primary_metric not in g.metrics:
+            raise ValueError(f"gate: primary_metric {g.primary_metric!r} must also be listed in gate.metrics")
+        for m, v in g.floors.items():
+            if METRICS[m][1] and not 0 <= v <= 1:
+                raise ValueError(f"gate.floors.{m}: must be between 0 and 1, got {v}")
+        return self
+
+    @property
+    def config_hash(self) -> str:
+        """Stable hash of the validated content, for lineage tags on every run."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def dag_id(self, kind: str) -> str:
+        return f"{self.name}_{kind}"
+
+
+def _describe(err: Mapping[str, Any], section: type[BaseModel] | None) -> str:
+    kind, msg, value = err["type"], err["msg"], err.get("input")
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        allowed = sorted(section.model_fields) if section is not None else []
+        return f"unknown key (allowed keys here: {', '.join(allowed)})"
+    if kind == "literal_error":
+        return f"{msg}, got {value!r}"
+    if kind == "string_pattern_mismatch":
+        return f"{value!r} does not match the expected form {err['ctx']['pattern']}"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{msg.lower()}, got {type(value).__name__} {value!r}"
+    msg = msg.removeprefix("Value error, ")
+    return f"{msg}, got {value!r}" if kind.startswith(("greater", "less")) else msg
+
+
+def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Walk the model tree along ``loc`` (minus the last key) to list allowed keys in the message."""
+    model: Any = ModelConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        for candidate in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+            inner = getattr(candidate, "__args__", ())
+            hit = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+            if hit:
+                model = hit[0]
+                break
+        else:
+            return None
+    return model
+
+
+def parse_model_config(data: Any, source: str) -> ModelConfig:
+    """Validate a parsed YAML mapping; ``source`` (a path) goes into every error message."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            lines.append(f"{source}: {key}: {_describe(err, _section_for(loc))}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_model_config(path: str | Path) -> ModelConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read model config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_model_config(data, str(path))
+
+
+def load_model_configs(directory: str | Path = MODELS_DIR) -> dict[str, ModelConfig]:
+    """All ``*.yaml`` in ``directory``, keyed by model name; duplicate names are an error."""
+    configs: dict[str, ModelConfig] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        cfg = load_model_config(path)
+        if cfg.name in configs:
+            raise ConfigError(f"{path}: name: duplicate model name {cfg.name!r}, already defined in {origin[cfg.name]}")
+        configs[cfg.name] = cfg
+        origin[cfg.name] = path
+    return configs
+
+
+def get_model_config(name: str, directory: str | Path = MODELS_DIR) -> ModelConfig:
+    configs = load_model_configs(directory)
+    if name not in configs:
+        raise ConfigError(f"no model named {name!r} in {directory}; known models: {sorted(configs)}")
+    return configs[name]
+
+
+def resolve(dotted: str) -> Any:
+    """Import ``pkg.module:attr`` or ``pkg.module.attr``."""
+    module, _, attr = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def check_imports(cfg: ModelConfig, source: str = "") -> None:
+    """Checks that need imports: the estimator class and every transform function must exist."""
+    where = source or f"model {cfg.name!r}"
+    targets: Iterable[tuple[str, str]] = [("training.estimator.class_path", cfg.training.estimator.class_path)]
+    targets = [*targets, *((f"features.transforms.{i}.fn", t.fn) for i, t in enumerate(cfg.features.transforms))]
+    for key, dotted in targets:
+        try:
+            obj = resolve(dotted)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"{where}: {key}: cannot import {dotted!r} ({exc})") from None
+        if key.startswith("training") and not (isinstance(obj, type) and hasattr(obj, "fit")):
+            raise ConfigError(f"{where}: {key}: {dotted!r} is not an estimator class with a fit method")
+        if key.startswith("features") and not callable(obj):
+            raise ConfigError(f"{where}: {key}: {dotted!r} is not callable")
+    suite = EXPECTATIONS_DIR / f"{cfg.validation.suite}.json"
+    if not suite.exists():
+        raise ConfigError(f"{where}: validation.suite: no suite file {suite}; run `make suite MODEL={cfg.name}`")

@@ -1,0 +1,1 @@
+"""Feature transforms (pure functions named in model configs) and the offline feature store writer."""

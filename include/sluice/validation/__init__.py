@@ -1,0 +1,1 @@
+"""Data validation: reading raw partitions safely, Great Expectations suites, schema inference."""
