@@ -36,6 +36,25 @@ os.environ.setdefault("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type":"aws","extra":{"
 NEEDS_AIRFLOW_DB = ("airflow", "dags", "e2e")
 
 
+def start_or_kill(proc, ready, what: str, timeout: float) -> None:
+    """Wait for a server process to answer; kill it (and say so) if it dies or stays silent."""
+    from sluice.stack.embedded import wait_until
+
+    try:
+        wait_until(lambda: ready() or proc.poll() is not None, what, timeout)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before it answered")
+    except RuntimeError:
+        proc.kill()
+        raise
+
+
+def http_ok(url: str) -> bool:
+    from sluice.stack.embedded import http_ok as ok
+
+    return ok(url)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,6 +92,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.unit)
 
 
+@pytest.fixture(scope="session", name="free_port")
+def free_port_fixture():
+    """The function that picks a free loopback port (for fixtures of any scope)."""
+    return free_port
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
     """Migrate the test metadata database once per session (idempotent, about 6 s)."""
@@ -103,3 +128,102 @@ def smtp_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     )
     yield outbox
     controller.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 endpoint over HTTP on 127.0.0.1: moto's server in its own process, for the boto3 paths."""
+    import subprocess
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    start_or_kill(proc, lambda: http_ok(f"{url}/moto-api/"), "moto_server", 30)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
+    """A fresh bucket on the S3 endpoint; boto3 (and the aws_default connection) point at it."""
+    import uuid
+
+    import boto3
+
+    for k, v in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        f'{{"conn_type":"aws","login":"testing","password":"testing",'
+        f'"extra":{{"region_name":"us-east-1","endpoint_url":"{s3_endpoint}"}}}}',
+    )
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    root = f"s3://{bucket}/lake"
+    monkeypatch.setenv("SLUICE_LAKE", root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server (PostgreSQL backend, local artifacts) on a free port, fresh per session."""
+    import subprocess
+    import uuid
+
+    import psycopg2
+
+    from sluice.stack.embedded import Settings, postgres_uri
+
+    settings = Settings.from_env()
+    db = f"mlflow_{uuid.uuid4().hex[:10]}"
+    host = postgres_uri(settings, "postgres").split("host=", 1)[1]
+    conn = psycopg2.connect(dbname="postgres", user="postgres", host=host)
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{db}"')
+    port = free_port()
+    artifacts = tmp_path_factory.mktemp("mlartifacts")
+    log = open(artifacts.parent / "mlflow-server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            postgres_uri(settings, db),
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    start_or_kill(proc, lambda: http_ok(f"{url}/health"), f"MLflow server (log {log.name})", 120)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "AIRFLOW_CONN_MLFLOW_DEFAULT")}
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = url
+    yield url
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    conn.close()

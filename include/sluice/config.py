@@ -130,6 +130,8 @@ class TrainingConfig(_Frozen):
     window_days: Annotated[int, Field(ge=1, le=3650)]
     min_new_partitions: Annotated[int, Field(ge=1)] = 1
     min_rows: Annotated[int, Field(ge=1)] = 1000
+    # The training-set suite's bounds on the share of positive labels (classification).
+    positive_share: tuple[Fraction, Fraction] = (0.01, 0.99)
     seed: int = 0
     split: SplitConfig = SplitConfig()
     estimator: EstimatorConfig
@@ -174,6 +176,10 @@ class ModelConfig(_Frozen):
     schedule: str = "@daily"
     start_date: dt.date
     end_date: dt.date | None = None
+    # Off by default: history is loaded with backfills (UI or `airflow backfill create`). With catchup on,
+    # a scheduled run colliding with a backfill run on the same logical date stops Airflow 3.3's scheduler
+    # from creating runs for the DAG (unique key on dag_id + logical_date); see docs/architecture.md.
+    catchup: bool = False
     tags: tuple[str, ...] = ()
     dataset: DatasetConfig
     labels: LabelsConfig

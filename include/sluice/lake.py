@@ -256,11 +256,19 @@ class Lake:
         return self.storage.read_bytes(key)
 
 
-def open_lake(root: str | None = None) -> Lake:
-    """The lake at ``root``, else ``$SLUICE_LAKE``, else ``$SLUICE_HOME/lake``: one place decides."""
-    root = root or os.environ.get("SLUICE_LAKE") or str(Path(os.environ.get("SLUICE_HOME", ".sluice")) / "lake")
+def lake_root(root: str | None = None) -> str:
+    return root or os.environ.get("SLUICE_LAKE") or str(Path(os.environ.get("SLUICE_HOME", ".sluice")) / "lake")
+
+
+def open_lake(root: str | None = None, s3_client: Any = None) -> Lake:
+    """The lake at ``root``, else ``$SLUICE_LAKE``, else ``$SLUICE_HOME/lake``: one place decides.
+
+    ``s3_client`` is a boto3 S3 client to use for an ``s3://`` root (Airflow passes the one built from
+    its ``aws_default`` connection); without it boto3's own configuration applies.
+    """
+    root = lake_root(root)
     if root.startswith("s3://"):
-        return Lake(S3Storage(root))
+        return Lake(S3Storage(root, client=s3_client))
     if "://" in root:
         raise ValueError(f"unsupported lake URI {root!r}: use a local path or s3://bucket/prefix")
     return Lake(LocalStorage(root))

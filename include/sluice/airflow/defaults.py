@@ -32,7 +32,7 @@ def dag_kwargs(cfg: ModelConfig, kind: str, doc_md: str, **overrides: Any) -> di
         "end_date": (
             pendulum.datetime(cfg.end_date.year, cfg.end_date.month, cfg.end_date.day, tz=tz) if cfg.end_date else None
         ),
-        "catchup": True,
+        "catchup": cfg.catchup,
         "max_active_runs": 4,
         "default_args": default_args(cfg),
         "tags": ["sluice", kind, cfg.name, *cfg.tags],

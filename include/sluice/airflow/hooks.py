@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 from airflow.sdk import BaseHook
 
 from sluice.alerts.email import Alert
-from sluice.lake import Lake, LocalStorage, S3Storage
+from sluice.lake import Lake, lake_root, open_lake
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +22,32 @@ class LakeHook(BaseHook):
         self.aws_conn_id = aws_conn_id
 
     def get_conn(self) -> Lake:
-        root = self.lake_root or os.environ.get("SLUICE_LAKE")
-        if not root:
-            raise ValueError("no lake configured: set SLUICE_LAKE to a local folder or s3://bucket/prefix")
+        root = lake_root(self.lake_root)
+        client = None
         if root.startswith("s3://"):
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-            return Lake(S3Storage(root, client=S3Hook(aws_conn_id=self.aws_conn_id).get_conn()))
-        return Lake(LocalStorage(root))
+            client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return open_lake(root, s3_client=client)
+
+
+class MlflowHook(BaseHook):
+    """The MLflow tracking server and registry named by the ``mlflow_default`` connection."""
+
+    def __init__(self, mlflow_conn_id: str = "mlflow_default") -> None:
+        super().__init__()
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def tracking_uri(self) -> str:
+        conn = self.get_connection(self.mlflow_conn_id)
+        scheme = conn.schema if conn.schema in ("http", "https") else "http"
+        port = f":{conn.port}" if conn.port else ""
+        return f"{scheme}://{conn.host}{port}"
+
+    def get_conn(self):
+        from sluice.registry.mlflow_registry import Registry
+
+        return Registry(self.tracking_uri())
 
 
 class AlertHook(BaseHook):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from typing import Any
 
@@ -16,7 +17,8 @@ class Alert:
     html: str
 
     def message(self, to: Sequence[str], sender: str) -> EmailMessage:
-        msg = EmailMessage()
+        # Long subjects must not be folded before their first word: Python's parser then keeps a leading space.
+        msg = EmailMessage(policy=policy.SMTP.clone(max_line_length=200))
         msg["Subject"], msg["From"], msg["To"] = self.subject, sender, ", ".join(to)
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")
@@ -55,3 +57,15 @@ def data_quality_alert(
         f"{html_table(FAILURE_HEADER, table)}<ul>{link_html}</ul>"
     )
     return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>")
+
+
+def gate_alert(model: str, decision: Any, links: Mapping[str, str], *, candidate: str) -> Alert:
+    """ "Why not promoted": the decision, candidate vs champion, the failing rules with their numbers."""
+    from sluice.evaluation.report import render_html, render_text
+
+    champ = decision.champion_metrics is not None
+    label = "current champion" if champ else "none (first model)"
+    subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
+    text = render_text(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
+    html_body = render_html(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
+    return Alert(subject, text, html_body)

@@ -30,7 +30,8 @@ def datetime_parts(
     """Calendar parts of a timestamp column as integer features (hour, dayofweek, month, ...)."""
     ts = pd.to_datetime(df[column])
     pre = prefix if prefix is not None else f"{column}_"
-    return df.assign(**{f"{pre}{p}": getattr(ts.dt, p).astype("int64") for p in parts})
+    aliases = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}  # pandas 3 deprecates the short names
+    return df.assign(**{f"{pre}{p}": getattr(ts.dt, aliases.get(p, p)).astype("int64") for p in parts})
 
 
 def combine_datetime(df: pd.DataFrame, *, date_column: str, hhmm_column: str, output: str) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from pathlib import Path
 log = logging.getLogger("sluice.stack")
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+POOLS = REPO_ROOT / "include" / "pools.json"  # also imported by the compose stack's airflow-init
 BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
 
@@ -341,6 +342,11 @@ def migrate_airflow(s: Settings) -> None:
     (s.log_dir / "airflow-migrate.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    pools = subprocess.run(
+        [str(BIN / "airflow"), "pools", "import", str(POOLS)], env=env, capture_output=True, text=True, check=False
+    )
+    if pools.returncode != 0:
+        raise RuntimeError(f"airflow pools import {POOLS} failed:\n{pools.stderr[-3000:]}")
 
 
 AIRFLOW_COMPONENTS: dict[str, list[str]] = {

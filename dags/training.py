@@ -1,0 +1,54 @@
+"""`<model>_training`: continuous training with a gate that fails closed.
+
+plan (config rule on new partitions; or forced; or a monitoring reason in the run conf) -> train (snapshot
+with manifest, training-set GX suite, sklearn pipeline from config, one MLflow run with lineage tags)
+-> evaluate (candidate and champion on the same test rows, slices, paired bootstrap CI) -> gate (typed
+decision recorded in MLflow; FAIL/INCONCLUSIVE mails "why not promoted" and fails red, champion untouched)
+-> promote (pool of one slot: register the version, alias `challenger`, model Asset event).
+
+Started by the feature-set Asset, by the monitoring DAG (conf: reason, report) or by hand with Params.
+"""
+
+from airflow.sdk import DAG, Asset, Param
+
+from sluice.airflow.defaults import dag_kwargs
+from sluice.airflow.operators import (
+    EvaluateModelOperator,
+    GateOperator,
+    PlanTrainingOperator,
+    PromoteModelOperator,
+    TrainModelOperator,
+)
+from sluice.config import load_model_configs
+
+PROMOTION_POOL = "sluice_promotion"
+
+for cfg in load_model_configs().values():
+    params = {
+        "model": cfg.name,
+        "end_ds": Param(None, type=["null", "string"], format="date", description="last day of the window"),
+        "window_days": Param(cfg.training.window_days, type="integer", minimum=1, description="days of features"),
+        "force": Param(False, type="boolean", description="train even if the new-partition rule says no"),
+        "note": Param("", type="string", description="why you are training, kept on the MLflow run"),
+        "reason": Param("", type="string", description="set by the monitoring DAG"),
+    }
+    kwargs = dag_kwargs(
+        cfg,
+        "training",
+        __doc__,
+        schedule=[Asset(f"sluice://features/{cfg.features.feature_set}")],
+        catchup=False,
+        end_date=None,  # the model config's end_date bounds data intervals; training runs on events
+        max_active_runs=1,
+        params=params,
+    )
+    with DAG(**kwargs) as dag:
+        plan = PlanTrainingOperator(task_id="plan", model=cfg.name)
+        train = TrainModelOperator(task_id="train", model=cfg.name)
+        evaluate = EvaluateModelOperator(task_id="evaluate", model=cfg.name)
+        gate = GateOperator(task_id="gate", model=cfg.name)
+        promote = PromoteModelOperator(
+            task_id="promote", model=cfg.name, pool=PROMOTION_POOL, outlets=[Asset(f"sluice://model/{cfg.name}")]
+        )
+        plan >> train >> evaluate >> gate >> promote
+    globals()[dag.dag_id] = dag

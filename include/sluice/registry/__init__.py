@@ -1,0 +1,1 @@
+"""The model registry and metadata store (MLflow): aliases, versions, lineage tags, training runs."""

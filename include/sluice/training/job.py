@@ -1,0 +1,440 @@
+"""Continuous training as plain Python over the lake and an MLflow registry: plan, train, evaluate,
+gate, promote. The Airflow operators are thin wrappers; tests call these directly against a real
+MLflow server.
+
+Every step rebuilds the snapshot from the lake and checks that its manifest hash is the one training
+used, so evaluation can never run on different rows than the model was split on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sluice.config import ModelConfig
+from sluice.lake import Lake
+from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
+
+log = logging.getLogger(__name__)
+
+STATE_TAG = "sluice.state"  # training -> rejected | evaluated -> passed | failed -> promoted | superseded
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what to do."""
+
+
+def lineage_tags(cfg: ModelConfig, dag_id: str, run_id: str, manifest_sha256: str) -> dict[str, str]:
+    return {
+        "airflow.dag_id": dag_id,
+        "airflow.run_id": run_id,
+        "data.manifest_sha256": manifest_sha256,
+        "code.git_sha": git_sha(),
+        "config.hash": cfg.config_hash,
+        "sluice.model": cfg.name,
+    }
+
+
+# --------------------------------------------------------------------------------------------- plan
+
+
+def plan_training(
+    cfg: ModelConfig, lake: Lake, registry: Registry, *, end_ds: dt.date | None, force: bool, reason: str
+) -> dict[str, Any]:
+    """Whether to train now, and on which window: the config's rule on new partitions, unless forced."""
+    days = lake.partitions("features", cfg.features.feature_set)
+    if not days:
+        fs, dag = cfg.features.feature_set, cfg.dag_id("features")
+        raise TrainingError(f"no published feature partitions of {fs!r} in {lake.root}: run {dag} first")
+    end = end_ds or days[-1]
+    last_end = None
+    for v in reversed(registry.versions(cfg.name)):
+        if v.tags.get("data.window_end"):
+            last_end = dt.date.fromisoformat(v.tags["data.window_end"])
+            break
+    new = [d for d in days if d <= end and (last_end is None or d > last_end)]
+    rule = cfg.training.min_new_partitions
+    if force:
+        why = "forced by the run's params"
+    elif reason:
+        why = f"requested: {reason}"
+    elif last_end is None:
+        why = "no model registered yet"
+    elif len(new) >= rule:
+        why = f"{len(new)} new partitions since {last_end} (rule: {rule})"
+    else:
+        why = ""
+    return {
+        "train": bool(why),
+        "why": why or f"only {len(new)} new partitions since {last_end} (rule: at least {rule})",
+        "end_ds": end.isoformat(),
+        "new_partitions": len(new),
+    }
+
+
+# --------------------------------------------------------------------------------------------- train
+
+
+def _split(cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int, expect_sha: str | None = None):
+    from sluice.training.snapshot import build_snapshot, time_split
+
+    snap = build_snapshot(cfg, lake, end_ds, window_days)
+    if expect_sha and snap.manifest_sha256 != expect_sha:
+        raise TrainingError(
+            f"the snapshot of {end_ds} changed since training (manifest {snap.manifest_sha256[:12]} != "
+            f"{expect_sha[:12]}): a partition was republished; rerun the training"
+        )
+    return snap, *time_split(snap.frame, cfg)
+
+
+def _log_bytes(data: bytes, name: str) -> None:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        mlflow.log_artifact(str(path))
+
+
+def train(
+    cfg: ModelConfig,
+    lake: Lake,
+    registry: Registry,
+    *,
+    end_ds: dt.date,
+    window_days: int,
+    dag_id: str,
+    run_id: str,
+    note: str = "",
+    reason: str = "",
+) -> dict[str, Any]:
+    """Snapshot -> training-set suite -> fit -> one MLflow run with everything a reviewer needs."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from sluice.training.model import (
+        feature_columns,
+        feature_importance,
+        fit,
+        importance_plot_png,
+        model_size_mb,
+        predict_scores,
+        single_row_latency_ms,
+    )
+    from sluice.training.profile import reference_profile
+    from sluice.training.snapshot import write_manifest
+    from sluice.training.suite import check_training_set
+
+    snap, train_df, val_df, test_df = _split(cfg, lake, end_ds, window_days)
+    manifest_key = write_manifest(lake, cfg, snap)
+    suite = check_training_set(snap.frame, cfg)
+    tags = {
+        **lineage_tags(cfg, dag_id, run_id, snap.manifest_sha256),
+        STATE_TAG: "training",
+        "data.window_end": end_ds.isoformat(),
+        "sluice.note": note[:500],
+        "sluice.reason": reason[:500],
+    }
+    label = cfg.labels.column
+    cols = feature_columns(cfg)
+    with mlflow.start_run(
+        experiment_id=registry.experiment_id(cfg.name), run_name=f"{cfg.name}-{end_ds}", tags=tags
+    ) as run:
+        mlflow.log_params(
+            {
+                "estimator": cfg.training.estimator.class_path,
+                **{f"estimator.{k}": v for k, v in cfg.training.estimator.params.items()},
+                "window_days": window_days,
+                "window_end": end_ds.isoformat(),
+                "seed": cfg.training.seed,
+                "rows.train": len(train_df),
+                "rows.validation": len(val_df),
+                "rows.test": len(test_df),
+            }
+        )
+        source = lake.uri(manifest_key)
+        for context, frame in (("training", train_df), ("validation", val_df), ("testing", test_df)):
+            ds = mlflow.data.from_pandas(
+                frame, source=source, targets=label, name=f"{cfg.features.feature_set}@{snap.manifest_sha256[:12]}"
+            )
+            mlflow.log_input(ds, context=context)
+        mlflow.log_dict(snap.manifest, "snapshot_manifest.json")
+        mlflow.log_dict({"success": suite.success, "failures": suite.failures}, "training_set_suite.json")
+        if not suite.success:
+            mlflow.set_tag(STATE_TAG, "rejected")
+            return {
+                "run_id": run.info.run_id,
+                "suite_passed": False,
+                "suite_failures": suite.failures,
+                "manifest_sha256": snap.manifest_sha256,
+                "end_ds": end_ds.isoformat(),
+                "window_days": window_days,
+            }
+        t0 = time.monotonic()
+        model = fit(cfg, train_df)
+        fit_s = time.monotonic() - t0
+        val_scores = predict_scores(model, val_df, cfg.task)
+        from sluice.evaluation.metrics import compute_metrics
+
+        val_metrics = compute_metrics(cfg.task, val_df[label].to_numpy(), val_scores, cfg.gate.metrics)
+        mlflow.log_metrics({f"validation.{k}": v for k, v in val_metrics.items() if np.isfinite(v)})
+        importances = feature_importance(model, val_df, val_df[label], cfg, cfg.training.seed)
+        mlflow.log_dict(importances, "feature_importance.json")
+        _log_bytes(importance_plot_png(importances), "feature_importance.png")
+        train_scores = predict_scores(model, train_df, cfg.task)
+        profile = reference_profile(train_df, cfg, train_scores)
+        mlflow.log_dict(profile, "reference_profile.json")
+        size_mb = model_size_mb(model)
+        latency = single_row_latency_ms(model, test_df[cols].head(1))
+        mlflow.log_metrics({"model_size_mb": size_mb, "latency_ms_p95": latency, "fit_seconds": fit_s})
+        example = train_df[cols].head(5)
+        # We built this model object ourselves, so the types skops flags in it are trusted by construction;
+        # the list is recorded on the run for review.
+        import skops.io
+
+        trusted = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+        mlflow.set_tag("model.skops_trusted_types", ",".join(trusted)[:5000])
+        info = mlflow.sklearn.log_model(
+            skops_trusted_types=trusted,
+            sk_model=model,
+            name="model",
+            signature=infer_signature(example, predict_scores(model, example, cfg.task)),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+        mlflow.set_tag(STATE_TAG, "trained")
+        log.info("trained %s on %s rows in %.1fs: validation %s", cfg.name, len(train_df), fit_s, val_metrics)
+    return {
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "suite_passed": True,
+        "manifest_sha256": snap.manifest_sha256,
+        "end_ds": end_ds.isoformat(),
+        "window_days": window_days,
+        "model_size_mb": size_mb,
+        "latency_ms": latency,
+        "validation_metrics": val_metrics,
+    }
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """Candidate and current champion on the same test rows: metrics, slices, paired bootstrap CI."""
+    import mlflow
+    import mlflow.sklearn
+
+    from sluice.evaluation.bootstrap import paired_bootstrap
+    from sluice.evaluation.metrics import compute_metrics, slice_metrics
+    from sluice.training.model import predict_scores
+
+    if not trained.get("suite_passed"):
+        return {"skipped": "training-set suite failed", "champion": None}
+    end = dt.date.fromisoformat(trained["end_ds"])
+    _, _, _, test_df = _split(cfg, lake, end, int(trained["window_days"]), trained["manifest_sha256"])
+    label, g = cfg.labels.column, cfg.gate
+    y = test_df[label].to_numpy()
+    cand_scores = predict_scores(mlflow.sklearn.load_model(trained["model_uri"]), test_df, cfg.task)
+    slices = {c: test_df[c].to_numpy() for c in g.slice_columns}
+    out: dict[str, Any] = {
+        "test_rows": len(test_df),
+        "candidate": compute_metrics(cfg.task, y, cand_scores, g.metrics),
+        "candidate_slices": slice_metrics(cfg.task, y, cand_scores, slices, g.primary_metric) if slices else None,
+        "champion": None,
+    }
+    champ = registry.by_alias(cfg.name, CHAMPION)
+    if champ is not None:
+        champ_scores = predict_scores(
+            mlflow.sklearn.load_model(f"models:/{cfg.name}/{champ.version}"), test_df, cfg.task
+        )
+        boot = paired_bootstrap(
+            cfg.task,
+            g.primary_metric,
+            y,
+            cand_scores,
+            champ_scores,
+            n_samples=g.bootstrap_samples,
+            confidence=g.confidence,
+            seed=cfg.training.seed,
+        )
+        out.update(
+            champion={"version": champ.version, "run_id": champ.run_id},
+            champion_metrics=compute_metrics(cfg.task, y, champ_scores, g.metrics),
+            champion_slices=slice_metrics(cfg.task, y, champ_scores, slices, g.primary_metric) if slices else None,
+            bootstrap=boot.to_dict(),
+        )
+    client = registry.client
+    rid = trained["run_id"]
+    for k, v in out["candidate"].items():
+        if np.isfinite(v):
+            client.log_metric(rid, f"test.{k}", float(v))
+    for k, v in (out.get("champion_metrics") or {}).items():
+        if np.isfinite(v):
+            client.log_metric(rid, f"champion.test.{k}", float(v))
+    client.log_dict(rid, _safe(out), "evaluation.json")
+    client.set_tag(rid, STATE_TAG, "evaluated")
+    return _safe(out)
+
+
+def _safe(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str).replace("NaN", "null"))
+
+
+# --------------------------------------------------------------------------------------------- gate
+
+
+def decide(cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]):
+    """The gate's typed decision, recorded on the MLflow run (JSON, HTML, tags) before anyone acts on it."""
+    from sluice.evaluation.bootstrap import BootstrapResult
+    from sluice.evaluation.gate import GateInputs, evaluate_gate
+    from sluice.evaluation.report import render_html
+
+    boot = evaluation.get("bootstrap")
+    inputs = GateInputs(
+        candidate_metrics=evaluation.get("candidate") or {},
+        champion_metrics=evaluation.get("champion_metrics"),
+        bootstrap=BootstrapResult(**boot) if boot else None,
+        candidate_slices=evaluation.get("candidate_slices"),
+        champion_slices=evaluation.get("champion_slices"),
+        model_size_mb=trained.get("model_size_mb"),
+        latency_ms=trained.get("latency_ms"),
+        training_suite_passed=bool(trained.get("suite_passed")),
+    )
+    decision = evaluate_gate(cfg.gate, inputs)
+    rid = trained["run_id"]
+    champ = evaluation.get("champion") or {}
+    registry.client.log_dict(rid, decision.to_dict(), "gate_decision.json")
+    html = render_html(
+        decision,
+        model=cfg.name,
+        candidate_label=f"run {rid[:8]}",
+        champion_label=f"v{champ['version']}" if champ else "none",
+        links={},
+    )
+    registry.client.log_text(rid, html, "gate_report.html")
+    registry.client.set_tag(rid, "gate.decision", decision.decision.value)
+    registry.client.set_tag(rid, STATE_TAG, "passed" if decision.decision.value == "PASS" else "failed")
+    return decision
+
+
+# --------------------------------------------------------------------------------------------- promote
+
+
+@contextlib.contextmanager
+def promotion_lock(model: str) -> Iterator[None]:
+    """One promoter per model on this machine (the Airflow pool serializes across workers)."""
+    folder = Path(os.environ.get("SLUICE_HOME", tempfile.gettempdir())) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"promote-{model}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _primary(cfg: ModelConfig, evaluation: Mapping[str, Any]) -> float:
+    from sluice.evaluation.metrics import higher_is_better
+
+    value = float((evaluation.get("candidate") or {}).get(cfg.gate.primary_metric, float("nan")))
+    return value if higher_is_better(cfg.gate.primary_metric) else -value
+
+
+PROMOTION_WAIT_SECONDS = float(os.environ.get("SLUICE_PROMOTION_WAIT_SECONDS", "600"))
+UNJUDGED = ("training", "trained", "evaluated")  # a gate decision is still to come
+
+
+def _rivals(cfg: ModelConfig, registry: Registry, rid: str, manifest_sha: str, states: tuple[str, ...]) -> list[Any]:
+    """Other training runs of this model on the same snapshot, in one of ``states``, from the last 6 hours."""
+    since = int((time.time() - 6 * 3600) * 1000)
+    runs = registry.client.search_runs(
+        [registry.experiment_id(cfg.name)],
+        filter_string=f"tags.`data.manifest_sha256` = '{manifest_sha}'",
+        max_results=200,
+    )
+    return [
+        r for r in runs if r.info.run_id != rid and r.info.start_time >= since and r.data.tags.get(STATE_TAG) in states
+    ]
+
+
+def promote(
+    cfg: ModelConfig,
+    registry: Registry,
+    trained: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    *,
+    run_type: str,
+) -> dict[str, Any]:
+    """Register the candidate and point ``challenger`` at it, only on PASS and only if it is the best.
+
+    Runs that train on the same snapshot at the same time meet here: each waits (bounded) until the
+    others have their gate decision, then, under the lock, only the best of the passed ones registers,
+    so exactly one promotion happens and the better model wins, whatever order they arrive in. The
+    champion is re-read under the lock: a decision taken against another champion is stale.
+    """
+    if decision.get("decision") != "PASS":
+        raise TrainingError(f"promotion refused: the gate decided {decision.get('decision')}")
+    if run_type == "backfill":
+        return {"promoted": False, "why": "a backfill run never moves an alias"}
+    rid, sha = trained["run_id"], trained["manifest_sha256"]
+    mine = _primary(cfg, evaluation)
+    registry.client.set_tag(rid, "eval.primary_oriented", f"{mine:.6f}")
+    deadline = time.monotonic() + PROMOTION_WAIT_SECONDS
+    while (pending := _rivals(cfg, registry, rid, sha, UNJUDGED)) and time.monotonic() < deadline:
+        log.info("waiting for %s concurrent run(s) on the same snapshot to be judged", len(pending))
+        time.sleep(2)
+
+    def supersede(why: str) -> dict[str, Any]:
+        registry.client.set_tag(rid, STATE_TAG, "superseded")
+        log.info("not promoted: %s", why)
+        return {"promoted": False, "why": why}
+
+    with promotion_lock(cfg.name):
+        champ = registry.by_alias(cfg.name, CHAMPION)
+        evaluated_against = (evaluation.get("champion") or {}).get("version")
+        if (champ.version if champ else None) != evaluated_against:
+            raise TrainingError(
+                f"the champion moved from {evaluated_against} to {champ.version if champ else None} since this "
+                "candidate was evaluated; rerun the training to compare against the current champion"
+            )
+        for rival in _rivals(cfg, registry, rid, sha, ("passed",)):
+            theirs = float(rival.data.tags.get("eval.primary_oriented", "nan"))
+            if np.isfinite(theirs) and (theirs > mine or (theirs == mine and rival.info.run_id < rid)):
+                return supersede(f"run {rival.info.run_id[:8]} on the same snapshot scores {theirs:.4f} >= {mine:.4f}")
+        current = registry.by_alias(cfg.name, CHALLENGER)
+        if current is not None and current.tags.get("data.manifest_sha256") == sha:
+            theirs = float(current.tags.get("eval.primary_oriented", "nan"))
+            if np.isfinite(theirs) and theirs >= mine:
+                return {
+                    **supersede(f"challenger v{current.version} from the same snapshot scores {theirs:.4f}"),
+                    "challenger": current.version,
+                }
+        run = registry.run(rid)
+        tags = {
+            **{k: v for k, v in run.data.tags.items() if k.startswith(("airflow.", "data.", "code.", "config."))},
+            "gate.decision": "PASS",
+            "gate.primary_metric": cfg.gate.primary_metric,
+            "eval.primary_oriented": f"{mine:.6f}",
+            "gate.evidence": f"runs:/{rid}/gate_decision.json",
+        }
+        version = registry.register(cfg.name, trained["model_uri"], rid, tags)
+        registry.set_alias(cfg.name, CHALLENGER, version.version)
+        registry.client.set_tag(rid, STATE_TAG, "promoted")
+        if current is not None and current.version != version.version:
+            registry.client.set_model_version_tag(cfg.name, current.version, STATE_TAG, "superseded")
+    log.info("registered %s v%s and set alias %s", cfg.name, version.version, CHALLENGER)
+    return {"promoted": True, "version": version.version, "alias": CHALLENGER, "run_id": rid}

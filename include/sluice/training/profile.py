@@ -1,0 +1,142 @@
+"""The reference profile: the training distributions that drift monitoring compares production against.
+
+A small, strict-JSON document (no NaN, no infinities) stored next to the model:
+
+- ``features.<numeric column>``: ``kind: "numeric"``, quantile bin ``edges`` (unique, from the data) with
+  ``"-inf"`` / ``"inf"`` as the open outer edges, the share of values in each bin (``proportions``), and
+  ``mean``, ``std``, ``min``, ``max``, ``n`` (non-null values), ``null_share`` (of all rows);
+- ``features.<categorical column>``: ``kind: "categorical"``, ``frequencies`` (shares of the non-null
+  values) of the ``max_categories`` most frequent values plus ``"__other__"``, ``n``, ``null_share``;
+- ``prediction``: the numeric profile of the model's scores (or ``null``);
+- ``meta``: ``rows``, ``config_hash``, ``n_bins``, ``max_categories``, ``model``.
+
+Bin ``i`` holds ``edges[i] <= x < edges[i + 1]``. Monitoring should bin new data with ``bin_proportions``
+(and read edges with ``edges_array``) so both sides use exactly the same convention.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sluice.config import ModelConfig
+
+OTHER = "__other__"
+NEG_INF, POS_INF = "-inf", "inf"
+
+
+def _num(v: Any) -> float | None:
+    """A finite float, or None (strict JSON has no NaN or infinity)."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def edges_array(entry: Mapping[str, Any]) -> np.ndarray:
+    """The bin edges of a numeric profile entry as floats, outer edges -inf and +inf."""
+    return np.array([float(e) for e in entry["edges"]], dtype="float64")
+
+
+def _bin_counts(values: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    # side="right": a value equal to an edge belongs to the bin that starts at that edge.
+    idx = np.searchsorted(inner, values, side="right")
+    return np.bincount(idx, minlength=len(inner) + 1)
+
+
+def bin_proportions(values: Any, entry: Mapping[str, Any]) -> list[float]:
+    """Shares of the non-null ``values`` in each bin of a numeric profile entry (empty input: all zeros)."""
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    v = v[~np.isnan(v)]
+    inner = edges_array(entry)[1:-1]
+    counts = _bin_counts(v, inner)
+    n = len(v)
+    return [float(c) / n if n else 0.0 for c in counts]
+
+
+def numeric_profile(values: Any, n_bins: int = 10) -> dict[str, Any]:
+    """Quantile bins with open outer edges, their proportions, and summary statistics."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins={n_bins!r}: must be >= 1")
+    s = pd.to_numeric(pd.Series(values), errors="coerce")
+    rows = len(s)
+    v = s.to_numpy(dtype="float64", na_value=np.nan)
+    v = v[~np.isnan(v)]  # +-inf are values: they land in the outer bins
+    finite = v[np.isfinite(v)]
+    if len(finite):
+        qs = np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
+        inner = np.unique(qs)
+    else:
+        inner = np.array([], dtype="float64")
+    counts = _bin_counts(v, inner)
+    n = len(v)
+    return {
+        "kind": "numeric",
+        "edges": [NEG_INF, *(float(e) for e in inner), POS_INF],
+        "proportions": [float(c) / n if n else 0.0 for c in counts],
+        "mean": _num(finite.mean()) if len(finite) else None,
+        "std": _num(finite.std(ddof=1)) if len(finite) > 1 else None,
+        "min": _num(finite.min()) if len(finite) else None,
+        "max": _num(finite.max()) if len(finite) else None,
+        "n": int(n),
+        "null_share": float(rows - n) / rows if rows else 0.0,
+    }
+
+
+def categorical_profile(values: Any, max_categories: int = 50) -> dict[str, Any]:
+    """Shares of the most frequent values (ties by value) plus ``__other__``, over the non-null values."""
+    s = pd.Series(values)
+    rows = len(s)
+    present = s.dropna().astype(str)
+    n = len(present)
+    counts = present.value_counts()
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ordered[:max_categories]
+    frequencies = {str(k): float(c) / n for k, c in top}
+    rest = sum(c for _, c in ordered[max_categories:])
+    frequencies[OTHER] = float(rest) / n if n else 0.0
+    return {
+        "kind": "categorical",
+        "frequencies": frequencies,
+        "n": int(n),
+        "null_share": float(rows - n) / rows if rows else 0.0,
+    }
+
+
+def reference_profile(
+    frame: pd.DataFrame,
+    cfg: ModelConfig,
+    scores: np.ndarray | None,
+    n_bins: int = 10,
+    max_categories: int = 50,
+) -> dict[str, Any]:
+    """The profile of every model feature of ``frame`` (and of ``scores``), for drift monitoring."""
+    missing = [c for c in (*cfg.features.numeric, *cfg.features.categorical) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"model {cfg.name!r}: cannot profile; columns {missing} are not in the frame")
+    features: dict[str, Any] = {}
+    for c in cfg.features.numeric:
+        features[c] = numeric_profile(frame[c], n_bins)
+    for c in cfg.features.categorical:
+        features[c] = categorical_profile(frame[c], max_categories)
+    return {
+        "features": features,
+        "prediction": numeric_profile(np.asarray(scores, dtype="float64"), n_bins) if scores is not None else None,
+        "meta": {
+            "model": cfg.name,
+            "rows": int(len(frame)),
+            "config_hash": cfg.config_hash,
+            "n_bins": int(n_bins),
+            "max_categories": int(max_categories),
+        },
+    }
+
+
+def profile_json(profile: Mapping[str, Any]) -> bytes:
+    """Deterministic strict JSON (sorted keys, compact); raises on NaN or infinity."""
+    return json.dumps(profile, sort_keys=True, allow_nan=False, separators=(",", ":")).encode()

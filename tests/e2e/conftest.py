@@ -1,0 +1,86 @@
+"""The embedded stack for end-to-end tests: its own state folder and free ports, torn down at the end."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+class AirflowAPI:
+    """A small REST v2 client with a token from the stack's generated login."""
+
+    def __init__(self, base: str, password: str) -> None:
+        self.base = base
+        r = requests.post(f"{base}/auth/token", json={"username": "admin", "password": password}, timeout=30)
+        r.raise_for_status()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        r = self.session.request(method, f"{self.base}/api/v2{path}", timeout=60, **kwargs)
+        if r.status_code >= 400:
+            raise AssertionError(f"{method} {path} -> {r.status_code}: {r.text[:2000]}")
+        return r.json() if r.content else {}
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.session.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=30)
+            if r.status_code == 200:
+                return
+            time.sleep(2)
+        raise AssertionError(f"{dag_id} was not serialized by the dag-processor within {timeout}s")
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 500})["dag_runs"]
+
+    def wait_runs(self, dag_id: str, predicate, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            runs = self.runs(dag_id)
+            if predicate(runs):
+                return runs
+            time.sleep(3)
+        states = sorted((r["logical_date"], r["run_type"], r["state"]) for r in runs)
+        raise AssertionError(f"{dag_id}: runs did not settle within {timeout}s: {states}")
+
+
+@pytest.fixture(scope="module")
+def stack(monkeypatch_module, free_port):
+    """PostgreSQL, the SMTP sink and Airflow (api-server, scheduler, dag-processor, triggerer) on free ports."""
+    from sluice.stack import embedded
+
+    home = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))  # short: the PostgreSQL socket path is limited
+    ports = {"SLUICE_AIRFLOW_PORT": free_port(), "SLUICE_MLFLOW_PORT": free_port(), "SLUICE_SMTP_PORT": free_port()}
+    env = {"SLUICE_HOME": str(home), "SLUICE_LAKE": str(home / "lake"), **{k: str(v) for k, v in ports.items()}}
+    env["AIRFLOW_CONN_SMTP_DEFAULT"] = (
+        f'{{"conn_type":"smtp","host":"127.0.0.1","port":{ports["SLUICE_SMTP_PORT"]},'
+        '"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost"}}'
+    )
+    for k, v in env.items():
+        monkeypatch_module.setenv(k, v)
+    settings = embedded.Settings.from_env()
+    try:
+        embedded.up(settings, services=("mailsink", "airflow"))
+        api = AirflowAPI(settings.airflow_url, embedded.airflow_password(settings))
+        yield settings, api
+    finally:
+        embedded.down(settings)
+        assert all(pid is None for pid in embedded.status(settings).values()), embedded.status(settings)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.timeout(1500))

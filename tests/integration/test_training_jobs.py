@@ -1,0 +1,114 @@
+"""Training jobs against a real MLflow server: reproducibility, and two runs promoting at the same time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import mlflow.sklearn
+import numpy as np
+import pytest
+
+from sluice.config import get_model_config
+from sluice.datagen.writer import generate_into_lake
+from sluice.features.job import publish_features
+from sluice.lake import Lake, LocalStorage
+from sluice.registry.mlflow_registry import CHALLENGER, Registry
+from sluice.training import job
+from sluice.training.model import predict_scores
+from sluice.training.snapshot import build_snapshot, time_split
+
+START, DAYS, END = dt.date(2025, 1, 1), 24, dt.date(2025, 1, 24)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Lake:
+    lake = Lake(LocalStorage(tmp_path_factory.mktemp("lake")))
+    cfg = get_model_config("loans")
+    generate_into_lake(cfg, lake, START, DAYS, rows_per_day=900)
+    for i in range(DAYS):
+        publish_features(cfg, lake, START + dt.timedelta(days=i))
+    return lake
+
+
+def fresh_config(**estimator):
+    """The loans config under a fresh registered-model name (the registry is shared by the session)."""
+    cfg = get_model_config("loans")
+    update = {"name": f"loans_{uuid.uuid4().hex[:8]}"}
+    if estimator:
+        est = cfg.training.estimator.model_copy(update=estimator)
+        update["training"] = cfg.training.model_copy(update={"estimator": est})
+    return cfg.model_copy(update=update)
+
+
+def test_retraining_from_the_same_manifest_gives_identical_predictions(lake, mlflow_server) -> None:
+    cfg, registry = fresh_config(), Registry(mlflow_server)
+    runs = [job.train(cfg, lake, registry, end_ds=END, window_days=20, dag_id="t", run_id=f"r{i}") for i in (1, 2)]
+    assert runs[0]["manifest_sha256"] == runs[1]["manifest_sha256"]
+    assert runs[0]["run_id"] != runs[1]["run_id"]
+    _, _, test = time_split(build_snapshot(cfg, lake, END, 20).frame, cfg)
+    preds = [predict_scores(mlflow.sklearn.load_model(r["model_uri"]), test, cfg.task) for r in runs]
+    assert np.array_equal(preds[0], preds[1])
+    tags = registry.run(runs[0]["run_id"]).data.tags
+    assert tags["data.manifest_sha256"] == runs[0]["manifest_sha256"] and tags["config.hash"] == cfg.config_hash
+
+
+def judged(cfg, lake, registry, run_id: str):
+    trained = job.train(cfg, lake, registry, end_ds=END, window_days=20, dag_id="t", run_id=run_id)
+    evaluation = job.evaluate(cfg, lake, registry, trained)
+    decision = job.decide(cfg, registry, trained, evaluation)
+    return trained, evaluation, decision.to_dict()
+
+
+def test_two_runs_finishing_together_promote_exactly_one_the_better(lake, mlflow_server) -> None:
+    registry = Registry(mlflow_server)
+    better = fresh_config()
+    weaker = better.model_copy(
+        update={
+            "training": better.training.model_copy(
+                update={
+                    "estimator": better.training.estimator.model_copy(
+                        update={"params": {"max_iter": 8, "max_depth": 2, "random_state": 1}}
+                    )
+                }
+            )
+        }
+    )
+    results: dict[str, dict] = {}
+    judged_runs = {"better": judged(better, lake, registry, "b"), "weaker": judged(weaker, lake, registry, "w")}
+    assert all(d["decision"] == "PASS" for _, _, d in judged_runs.values())
+    assert judged_runs["better"][1]["candidate"]["roc_auc"] > judged_runs["weaker"][1]["candidate"]["roc_auc"]
+    barrier = threading.Barrier(2)
+
+    def promote(name: str, cfg) -> None:
+        trained, evaluation, decision = judged_runs[name]
+        barrier.wait()  # both reach the promotion step at the same moment
+        try:
+            results[name] = job.promote(cfg, registry, trained, evaluation, decision, run_type="manual")
+        except Exception as exc:  # surfaced by the assertion below, not lost in the thread
+            results[name] = {"promoted": False, "error": repr(exc)}
+
+    threads = [threading.Thread(target=promote, args=a) for a in (("weaker", weaker), ("better", better))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert [n for n, r in results.items() if r["promoted"]] == ["better"], results
+    assert len(registry.versions(better.name)) == 1, "exactly one version registered"
+    assert registry.by_alias(better.name, CHALLENGER).run_id == judged_runs["better"][0]["run_id"]
+
+
+def test_backfill_runs_never_move_an_alias(lake, mlflow_server) -> None:
+    cfg, registry = fresh_config(), Registry(mlflow_server)
+    trained, evaluation, decision = judged(cfg, lake, registry, "bf")
+    out = job.promote(cfg, registry, trained, evaluation, decision, run_type="backfill")
+    assert out == {"promoted": False, "why": "a backfill run never moves an alias"}
+    assert registry.by_alias(cfg.name, CHALLENGER) is None
+
+
+def test_a_failed_gate_cannot_be_promoted(lake, mlflow_server) -> None:
+    cfg, registry = fresh_config(), Registry(mlflow_server)
+    trained, evaluation, decision = judged(cfg, lake, registry, "f")
+    with pytest.raises(job.TrainingError, match="gate decided FAIL"):
+        job.promote(cfg, registry, trained, evaluation, {**decision, "decision": "FAIL"}, run_type="manual")
