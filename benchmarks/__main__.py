@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import gate, parse, validation
+from benchmarks import gate, parse, training, validation
 
-BENCHES = {"parse": parse.main, "validation": validation.main, "gate": gate.main}
+BENCHES = {"parse": parse.main, "validation": validation.main, "gate": gate.main, "training": training.main}
 
 
 def main(argv: list[str]) -> int:

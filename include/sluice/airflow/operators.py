@@ -158,6 +158,7 @@ class PlanTrainingOperator(_TrainingOperator):
         )
         self.log.info("plan: %s", plan)
         if not plan["train"]:
+            context["ti"].xcom_push(key="why", value=f"not training: {plan['why']}")
             raise AirflowSkipException(f"not training: {plan['why']}")
         return plan
 

@@ -5,6 +5,7 @@ second per small run. The demo and the e2e tests use it; the runs land in the me
 any other, so they show in the UI. For scheduler-driven backfills use ``airflow backfill create``.
 
 ``python -m sluice.airflow.runner DAG_ID --from 2025-01-01 --to 2025-01-30 [--json out.json]``
+``python -m sluice.airflow.runner loans_training --conf '{"force": true, "note": "by hand"}'``
 """
 
 from __future__ import annotations
@@ -32,21 +33,31 @@ def load_dag(dag_id: str):
     return dag
 
 
-def run_dates(dag_id: str, dates: list[dt.date], conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def run_dates(dag_id: str, dates: list[dt.date | None], conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One ``dag.test`` per date (``None``: a manual run now, as for event-driven DAGs), with ``conf``.
+
+    Each result carries the task states, the return values of the tasks that succeeded, and the "why"
+    a task recorded before it skipped or failed.
+    """
     import pendulum
 
     dag = load_dag(dag_id)
     out = []
     for d in dates:
         t0 = time.monotonic()
-        dr = dag.test(logical_date=pendulum.datetime(d.year, d.month, d.day, tz="UTC"), run_conf=conf)
-        tis = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+        if d is None:
+            dr = dag.test(run_conf=conf)
+        else:
+            dr = dag.test(logical_date=pendulum.datetime(d.year, d.month, d.day, tz="UTC"), run_conf=conf)
+        tis = dr.get_task_instances()
         out.append(
             {
-                "ds": d.isoformat(),
+                "ds": d.isoformat() if d else None,
                 "run_id": dr.run_id,
                 "state": str(dr.state),
-                "tasks": tis,
+                "tasks": {ti.task_id: str(ti.state) for ti in tis},
+                "results": {ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in tis if ti.state == "success"},
+                "why": {ti.task_id: w for ti in tis if (w := ti.xcom_pull(task_ids=ti.task_id, key="why"))},
                 "seconds": round(time.monotonic() - t0, 2),
             }
         )
@@ -56,16 +67,21 @@ def run_dates(dag_id: str, dates: list[dt.date], conf: dict[str, Any] | None = N
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sluice.airflow.runner", description=__doc__.split("\n\n")[0])
     ap.add_argument("dag_id")
-    ap.add_argument("--from", dest="start", type=dt.date.fromisoformat, required=True)
-    ap.add_argument("--to", dest="end", type=dt.date.fromisoformat, required=True)
+    ap.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="first logical date")
+    ap.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="last logical date")
+    ap.add_argument("--conf", type=json.loads, default=None, help="run conf as JSON (overrides Params)")
     ap.add_argument("--json", type=Path, help="write the per-run results here")
     args = ap.parse_args(argv)
-    dates = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
-    results = run_dates(args.dag_id, dates)
+    if bool(args.start) != bool(args.end):
+        ap.error("give both --from and --to, or neither (one manual run now)")
+    dates: list[dt.date | None] = [None]
+    if args.start:
+        dates = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+    results = run_dates(args.dag_id, dates, args.conf)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps(results, indent=1, default=str))
     for r in results:
-        print(f"{r['ds']}  {r['state']:8s}  {r['seconds']:6.1f}s  {r['tasks']}", file=sys.stderr)
+        print(f"{r['ds'] or 'manual'}  {r['state']:8s}  {r['seconds']:6.1f}s  {r['tasks']}", file=sys.stderr)
     return 0 if all(r["state"] == "success" for r in results) else 1
 
 
