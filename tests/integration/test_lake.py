@@ -105,3 +105,31 @@ def test_writer_killed_halfway_leaves_nothing_visible_and_retry_publishes(lake: 
     man = lake.publish("features", "fs", DS, {".parquet": b"0123456789" * 1000}, {"rows": 10})  # the retry
     assert lake.read_published("features", "fs", DS) == [b"0123456789" * 1000]
     assert lake.partitions("features", "fs") == [DS] and man["rows"] == 10
+
+
+def test_features_job_runs_the_same_on_s3(s3_lake) -> None:
+    """Validate, quarantine and publish through boto3 against the S3 endpoint, as on local disk."""
+    import numpy as np
+
+    from sluice.config import get_model_config
+    from sluice.datagen import loans
+    from sluice.datagen.corrupt import corrupt, render
+    from sluice.features.job import check_landing, publish_features, quarantine_records
+
+    cfg, lake = get_model_config("loans"), open_lake()
+    assert lake.root.startswith("s3://")
+    good, bad = dt.date(2025, 1, 6), dt.date(2025, 1, 7)
+    lake.put_landing(
+        "landing", "loans", good, {"part-00000.parquet": render(loans.generate_events(good, seed=2), "parquet")}
+    )
+    events = loans.generate_events(bad, seed=2)
+    lake.put_landing(
+        "landing", "loans", bad, {"part-00000.parquet": corrupt("nan_inf", events, "parquet", np.random.default_rng(3))}
+    )
+    assert check_landing(cfg, lake, good).success
+    first = publish_features(cfg, lake, good)
+    assert publish_features(cfg, lake, good) == first, "a rerun on S3 writes the same manifest"
+    result = check_landing(cfg, lake, bad)
+    assert not result.success and result.quarantine_uri.startswith(lake.root + "/quarantine/loans/ds=2025-01-07/")
+    assert len(quarantine_records(lake, "loans", bad)) == 1
+    assert lake.partitions("features", "loans_v1") == [good]
