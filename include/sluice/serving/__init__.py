@@ -1,0 +1,1 @@
+"""Model serving: strict request validation and the scoring app in front of a model version."""
