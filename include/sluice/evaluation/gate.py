@@ -51,16 +51,16 @@ class Decision(StrEnum):
     INCONCLUSIVE = "INCONCLUSIVE"
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Plain JSON types: NaN/inf -> None, numpy scalars -> Python, tuples -> lists, enums -> values."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         value = value.item()
         if isinstance(value, bool):
@@ -88,7 +88,7 @@ class RuleResult:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(
+        return json_safe(
             {
                 "rule": self.rule,
                 "verdict": self.verdict,
@@ -137,10 +137,10 @@ class GateDecision:
             "has_champion": self.has_champion,
             "notes": list(self.notes),
             "primary_metric": self.primary_metric,
-            "candidate_metrics": _json_safe(self.candidate_metrics),
-            "champion_metrics": _json_safe(self.champion_metrics),
-            "bootstrap": _json_safe(self.bootstrap),
-            "regressed_slices": _json_safe(self.regressed_slices),
+            "candidate_metrics": json_safe(self.candidate_metrics),
+            "champion_metrics": json_safe(self.champion_metrics),
+            "bootstrap": json_safe(self.bootstrap),
+            "regressed_slices": json_safe(self.regressed_slices),
         }
 
     @classmethod

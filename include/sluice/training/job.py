@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import tempfile
@@ -238,6 +237,7 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
     import mlflow.sklearn
 
     from sluice.evaluation.bootstrap import paired_bootstrap
+    from sluice.evaluation.gate import json_safe
     from sluice.evaluation.metrics import compute_metrics, slice_metrics
     from sluice.training.model import predict_scores
 
@@ -284,13 +284,10 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
     for k, v in (out.get("champion_metrics") or {}).items():
         if np.isfinite(v):
             client.log_metric(rid, f"champion.test.{k}", float(v))
-    client.log_dict(rid, _safe(out), "evaluation.json")
+    out = json_safe(out)  # NaN (e.g. AUC of a one-class slice) -> null; XCom and MLflow take strict JSON
+    client.log_dict(rid, out, "evaluation.json")
     client.set_tag(rid, STATE_TAG, "evaluated")
-    return _safe(out)
-
-
-def _safe(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str).replace("NaN", "null"))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- gate
