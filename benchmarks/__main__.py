@@ -5,9 +5,16 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import gate, parse, training, validation
+from benchmarks import batch, gate, parse, serving, training, validation
 
-BENCHES = {"parse": parse.main, "validation": validation.main, "gate": gate.main, "training": training.main}
+BENCHES = {
+    "parse": parse.main,
+    "validation": validation.main,
+    "gate": gate.main,
+    "training": training.main,
+    "batch": batch.main,
+    "serving": serving.main,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -174,6 +174,15 @@ def s3_lake(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
     return root
 
 
+_MLFLOW_ARTIFACTS: dict[str, Path] = {}
+
+
+@pytest.fixture
+def mlflow_artifact_root(mlflow_server) -> Path:
+    """The MLflow server's artifact store on disk: tests that tamper with a stored artifact go through it."""
+    return _MLFLOW_ARTIFACTS[mlflow_server]
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server (PostgreSQL backend, local artifacts) on a free port, fresh per session."""
@@ -213,6 +222,7 @@ def mlflow_server(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     start_or_kill(proc, lambda: http_ok(f"{url}/health"), f"MLflow server (log {log.name})", 120)
+    _MLFLOW_ARTIFACTS[url] = Path(artifacts)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "AIRFLOW_CONN_MLFLOW_DEFAULT")}
     os.environ["MLFLOW_TRACKING_URI"] = url
     os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = url
@@ -227,3 +237,15 @@ def mlflow_server(tmp_path_factory):
     log.close()
     conn.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     conn.close()
+
+
+@pytest.fixture
+def register_model(mlflow_server):
+    """``register(cfg, pipeline, example, **tags) -> (version, info)``: a fitted pipeline logged as training
+    logs it (skops, signature, input example, ``model.sha256``) and registered as a new version."""
+    import functools
+
+    from sluice.registry.mlflow_registry import Registry
+    from sluice.training.job import register_pipeline
+
+    return functools.partial(register_pipeline, Registry(mlflow_server))

@@ -4,6 +4,8 @@ config check          validate every model config (including imports)
 suite MODEL           infer a GX suite from known-good landing partitions (for review, then commit)
 generate MODEL        write demo landing + label partitions into the lake (seeded, offline)
 demo                  run the loop on the embedded stack and print a summary
+models history MODEL  every move of the champion/challenger aliases: who, when, which run, why, evidence
+models rollback MODEL redeploy the previous champion (infra validation, deploy, smoke test, alias) in one step
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
-from sluice.config import EXPECTATIONS_DIR, MODELS_DIR, ConfigError, check_imports, get_model_config, load_model_configs
+from sluice.config import (
+    DAG_KINDS,
+    EXPECTATIONS_DIR,
+    MODELS_DIR,
+    ConfigError,
+    check_imports,
+    get_model_config,
+    load_model_configs,
+)
 
 
 def _date(s: str) -> dt.date:
@@ -30,7 +40,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         configs = load_model_configs(args.dir)
         for name, cfg in configs.items():
             check_imports(cfg, str(Path(args.dir) / f"{name}.yaml"))
-            print(f"ok  {name:16s} dags: {', '.join(cfg.dag_id(k) for k in ('features',))}  hash {cfg.config_hash}")
+            print(f"ok  {name:16s} dags: {', '.join(cfg.dag_id(k) for k in DAG_KINDS)}  hash {cfg.config_hash}")
     except ConfigError as exc:
         print(f"config error:\n{exc}", file=sys.stderr)
         return 1
@@ -100,6 +110,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(days=args.days)
 
 
+def _registry():
+    import os
+
+    from sluice.registry.mlflow_registry import Registry
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise SystemExit("MLFLOW_TRACKING_URI is not set: run through `make` or export it (e.g. http://127.0.0.1:5000)")
+    return Registry(uri)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from sluice.deployment import ledger
+    from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION
+
+    cfg = get_model_config(args.model)
+    registry = _registry()
+    if args.action == "history":
+        entries = ledger.history(registry, cfg.name)
+        if args.json:
+            print(json.dumps(entries, indent=1))
+            return 0
+        champ, chall = registry.by_alias(cfg.name, CHAMPION), registry.by_alias(cfg.name, CHALLENGER)
+        print(
+            f"{cfg.name}: champion {'v' + champ.version if champ else '-'}, challenger "
+            f"{'v' + chall.version if chall else '-'}"
+        )
+        print(ledger.format_history(entries))
+        return 0
+    from sluice.deployment.job import run_deployment
+    from sluice.deployment.targets import DeploymentError, target_for
+    from sluice.lake import open_lake
+
+    try:
+        out = run_deployment(
+            cfg, open_lake(args.lake), registry, target_for(cfg), action="rollback", who=ledger.who_cli()
+        )
+    except DeploymentError as exc:
+        print(f"rollback of {cfg.name} failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{cfg.name}: champion v{out['previous']} -> v{out['champion']} ({out['why']}); serving at "
+        f"{out['endpoint'].get('address') or out['endpoint']['target']}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sluice", description="Sluice MLOps platform")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -131,6 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("demo", help="run the loop on the embedded stack")
     p.add_argument("--days", type=int, default=30)
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("models", help="registry aliases: history, rollback")
+    p.add_argument("action", choices=["history", "rollback"])
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="history as JSON")
+    p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
+    p.set_defaults(fn=cmd_models)
 
     args = ap.parse_args(argv)
     logging.basicConfig(

@@ -38,6 +38,8 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "mae": ("regression", False, False),
     "r2": ("regression", False, True),
 }
+#: the pipelines every model gets, one DAG file each in dags/: ``<model>_<kind>``
+DAG_KINDS = ("features", "training", "deployment", "batch_inference")
 SCHEDULE_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 _NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _DOTTED = r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$"
@@ -153,8 +155,50 @@ class GateConfig(_Frozen):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
 
 
+class InfraValidationConfig(_Frozen):
+    """The budget a version must meet in a fresh serving process before anything is pushed."""
+
+    sample_rows: Annotated[int, Field(ge=1, le=10_000)] = 200
+    max_latency_ms_p95: Annotated[float, Field(gt=0)] = 50.0
+    max_memory_mb: Annotated[float, Field(gt=0)] = 1024.0
+    startup_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+
+
+class LocalTargetConfig(_Frozen):
+    """A model server on 127.0.0.1; ``port`` is the stable address (``$SLUICE_SERVING_PORT_<MODEL>`` overrides)."""
+
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8600
+    drain_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
+
+
+class SageMakerTargetConfig(_Frozen):
+    """A SageMaker real-time endpoint; the model artifact is uploaded to ``artifact_uri`` as model.tar.gz."""
+
+    endpoint_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
+    role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
+    image_uri: Annotated[str, Field(min_length=1)]
+    artifact_uri: Annotated[str, Field(pattern=r"^s3://[^/]+(/.*)?$")]
+    region: str = "us-east-1"
+    instance_type: str = "ml.m5.large"
+    instance_count: Annotated[int, Field(ge=1)] = 1
+    wait_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    poll_interval_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class DeployConfig(_Frozen):
     target: Literal["local", "sagemaker", "batch"] = "batch"
+    infra_validation: InfraValidationConfig = InfraValidationConfig()
+    smoke_rows: Annotated[int, Field(ge=1, le=1000)] = 20
+    local: LocalTargetConfig = LocalTargetConfig()
+    sagemaker: SageMakerTargetConfig | None = None
+
+    @model_validator(mode="after")
+    def _target_section(self) -> DeployConfig:
+        if self.target == "sagemaker" and self.sagemaker is None:
+            raise ValueError(
+                "target 'sagemaker' needs a 'sagemaker:' section with endpoint_name, role_arn, image_uri, artifact_uri"
+            )
+        return self
 
 
 class AlertsConfig(_Frozen):

@@ -38,6 +38,7 @@ def _run_dag(
     end: dt.date | None = None,
     conf: dict | None = None,
     tag: str = "",
+    dates: list[dt.date] | None = None,
 ) -> list[dict]:
     """One Airflow process for all the runs of a DAG; its chatter goes to a log file, not the terminal."""
     out = s.run_dir / f"demo-{dag_id}{tag}.json"
@@ -46,6 +47,8 @@ def _run_dag(
     cmd = [sys.executable, "-m", "sluice.airflow.runner", dag_id, "--json", str(out)]
     if start and end:
         cmd += ["--from", start.isoformat(), "--to", end.isoformat()]
+    if dates:
+        cmd += ["--dates", ",".join(d.isoformat() for d in dates)]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
     env = {**os.environ, **embedded.airflow_env(s)}
@@ -80,11 +83,11 @@ def run_demo(days: int = 30) -> int:
             runs = _run_dag(s, cfg.dag_id("features"), first, last)
             print(f"[{model}] {cfg.dag_id('features')}: {len(runs)} runs in {time.monotonic() - t0:.0f}s")
             summary[model] = {"cfg": cfg, "runs": runs, "corrupted": gen["corrupted"]}
-        trainings = _train(s, days)
-        _print_summary(s, lake, summary, mails_before, trainings)
+        steps = _deliver(s, lake, days)
+        _print_summary(s, lake, summary, mails_before, steps)
     finally:
-        started = {"mailsink", "mlflow"} - already
-        for name in started:
+        started = ({"mailsink", "mlflow"} | set(embedded.model_processes(s))) - already
+        for name in sorted(started):
             embedded.stop_process(s, name)
         if "postgres" not in already:
             embedded.stop_postgres(s)
@@ -93,20 +96,39 @@ def run_demo(days: int = 30) -> int:
     return 1 if bad else 0
 
 
-def _train(s: embedded.Settings, days: int) -> list[tuple[str, dict]]:
-    """Continuous training on the month: the first model, then a run the new-partition rule declines."""
-    end = (PLAN["loans"][0] + dt.timedelta(days=days - 1)).isoformat()
-    steps = [
-        ("first training on the month", {"end_ds": end, "note": "demo: first model"}),
-        ("same data again (no new partitions)", {"end_ds": end, "note": "demo: nothing new"}),
-    ]
-    out = []
-    for what, conf in steps:
+def _deliver(s: embedded.Settings, lake, days: int) -> list[tuple[str, str, dict]]:
+    """Continuous training and delivery over the month, in the order it happens in production:
+
+    train on the first half -> deploy (infra validation, blue/green, smoke test, champion) -> score the
+    first half's days -> retrain on the month, gated against the champion -> deploy -> score the rest ->
+    one more training the new-partition rule declines.
+    """
+    cfg = get_model_config("loans")
+    first = PLAN["loans"][0]
+    end, mid = first + dt.timedelta(days=days - 1), first + dt.timedelta(days=days // 2 - 1)
+    published = lake.partitions("features", cfg.features.feature_set)
+    steps: list[tuple[str, str, dict]] = []
+
+    def run(kind: str, what: str, **kw) -> dict:
         t0 = time.monotonic()
-        (run,) = _run_dag(s, "loans_training", conf=conf, tag=f"-{len(out)}")
-        print(f"[loans] loans_training ({what}): {run['state']} in {time.monotonic() - t0:.0f}s")
-        out.append((what, run))
-    return out
+        runs = _run_dag(s, cfg.dag_id(kind), tag=f"-{len(steps)}", **kw)
+        states = sorted({r["state"] for r in runs})
+        print(
+            f"[loans] {cfg.dag_id(kind)} ({what}): {len(runs)} run(s) {'/'.join(states)} in "
+            f"{time.monotonic() - t0:.0f}s"
+        )
+        for r in runs:
+            steps.append((kind, what, r))
+        return runs[-1]
+
+    run("training", f"first model, data to {mid}", conf={"end_ds": mid.isoformat(), "note": "demo: first model"})
+    run("deployment", "the new challenger")
+    run("batch_inference", f"days to {mid}", dates=[d for d in published if d <= mid])
+    run("training", f"retrain on the month to {end}", conf={"end_ds": end.isoformat(), "note": "demo: a month"})
+    run("deployment", "the new challenger, if any")
+    run("batch_inference", f"days after {mid}", dates=[d for d in published if mid < d <= end])
+    run("training", "same data again", conf={"end_ds": end.isoformat(), "note": "demo: nothing new"})
+    return steps
 
 
 def _describe_training(run: dict) -> str:
@@ -121,6 +143,66 @@ def _describe_training(run: dict) -> str:
             return f"{what}; registered version {promote['version']} as '{promote['alias']}'"
         return f"{what}; not promoted: {(promote or {}).get('why', 'see the task log')}"
     return f"did not reach a decision: {tasks}"
+
+
+def _describe_deployment(run: dict) -> str:
+    res, tasks = run.get("results") or {}, run["tasks"]
+    if tasks.get("resolve") == "skipped":
+        return f"nothing to deploy ({(run.get('why') or {}).get('resolve', 'no challenger')})"
+    champ, infra, smoke = res.get("set_champion"), res.get("infra_validate") or {}, res.get("smoke_test") or {}
+    if not champ:
+        return f"not deployed: {tasks}"
+    lat = infra.get("latency_ms") or {}
+    endpoint = (res.get("deploy") or {}).get("address") or (res.get("deploy") or {}).get("target")
+    return (
+        f"v{champ['champion']} is champion (was {'v' + champ['previous'] if champ['previous'] else 'none'}); "
+        f"infra validation p95 {lat.get('p95')} ms; smoke test {smoke.get('rows')} rows; serving at {endpoint}"
+    )
+
+
+def _print_live_request(cfg_name: str, lake) -> None:
+    """One request to the stable address, as a client would send it."""
+    from sluice.deployment.infra import sample_records
+    from sluice.deployment.targets import target_for
+
+    cfg = get_model_config(cfg_name)
+    target = target_for(cfg)
+    live = target.current()
+    if live is None or not live.address:
+        return
+    records, _ = sample_records(cfg, lake, 1, seed=3)
+    preds = target.invoke(records)
+    print(f"\nlive: POST {live.address}/invocations with one record -> v{live.version} answers {preds}")
+    print("  (the demo stops the model server at the end; `make up` and a deployment run keep one serving)")
+
+
+def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
+    from sluice.deployment import ledger
+    from sluice.registry.mlflow_registry import Registry
+
+    print("\ncontinuous training and delivery (loans):")
+    served: dict[str, list[str]] = {}
+    for kind, what, run in steps:
+        if kind == "training":
+            plan = (run.get("results") or {}).get("plan") or {}
+            print(f"  train  ({what}): {_describe_training(run)}")
+            if plan.get("why"):
+                print(f"      why it trained: {plan['why']}")
+        elif kind == "deployment":
+            print(f"  deploy ({what}): {_describe_deployment(run)}")
+        elif run["state"] == "success":
+            served.setdefault(run["results"]["score"]["model_version"], []).append(run["ds"])
+        else:
+            print(f"  score ds={run['ds']}: {run['state']} {run['tasks']}")
+    print("\nwhich version scored which days (predictions/loans/ds=*/, version and run id in every row):")
+    for version, ds in served.items():
+        print(f"  v{version}: {len(ds)} days, {ds[0]}..{ds[-1]}")
+    print(f"  {lake.uri('predictions/loans')}/")
+    _print_live_request(cfg_name="loans", lake=lake)
+    print("\nalias ledger (python -m sluice models history loans):")
+    for line in ledger.format_history(ledger.history(Registry(s.mlflow_url), "loans")).splitlines():
+        print(f"  {line}")
+    print(f"  MLflow: {s.mlflow_url}/#/models/loans")
 
 
 def _print_summary(s: embedded.Settings, lake, summary: dict, mails_before: int, trainings: list) -> None:
@@ -142,13 +224,7 @@ def _print_summary(s: embedded.Settings, lake, summary: dict, mails_before: int,
             expected = info["corrupted"].get(r["ds"])
             print(f"  QUARANTINED ds={r['ds']}" + (f" (scenario: {expected})" if expected else " (UNEXPECTED)"))
             print(f"      reason: {reason}")
-    print("\ntraining (loans):")
-    for what, run in trainings:
-        plan = (run.get("results") or {}).get("plan") or {}
-        print(f"  {what}: {_describe_training(run)}")
-        if plan.get("why"):
-            print(f"      why it trained: {plan['why']}")
-    print(f"  MLflow: {s.mlflow_url}/#/models/loans")
+    _print_delivery(s, lake, trainings)
     mails = sorted(s.outbox.glob("*.eml"))[mails_before:]
     print(f"\n{len(mails)} alert mails in {s.outbox}:")
     for m in mails:

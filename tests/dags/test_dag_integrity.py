@@ -12,7 +12,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY = ("pandas", "sklearn", "mlflow", "great_expectations", "boto3", "pyarrow", "scipy")
-KINDS_BY_FILE = {"features.py": "features"}
+KINDS_BY_FILE = {
+    "features.py": "features",
+    "training.py": "training",
+    "deployment.py": "deployment",
+    "batch_inference.py": "batch_inference",
+}
 
 PROBE = """
 import importlib.util, json, sys

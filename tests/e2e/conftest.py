@@ -51,13 +51,19 @@ class AirflowAPI:
 
 
 @pytest.fixture(scope="module")
-def stack(monkeypatch_module, free_port):
-    """PostgreSQL, the SMTP sink and Airflow (api-server, scheduler, dag-processor, triggerer) on free ports."""
+def stack(request, monkeypatch_module, free_port):
+    """PostgreSQL, the SMTP sink and Airflow (api-server, scheduler, dag-processor, triggerer) on free ports;
+    plus the stack's own MLflow server when the test module sets ``STACK_SERVICES`` to include it."""
     from sluice.stack import embedded
 
+    services = getattr(request.module, "STACK_SERVICES", ("mailsink", "airflow"))
     home = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))  # short: the PostgreSQL socket path is limited
     ports = {"SLUICE_AIRFLOW_PORT": free_port(), "SLUICE_MLFLOW_PORT": free_port(), "SLUICE_SMTP_PORT": free_port()}
     env = {"SLUICE_HOME": str(home), "SLUICE_LAKE": str(home / "lake"), **{k: str(v) for k, v in ports.items()}}
+    if "mlflow" in services:
+        url = f"http://127.0.0.1:{ports['SLUICE_MLFLOW_PORT']}"
+        env |= {"MLFLOW_TRACKING_URI": url, "AIRFLOW_CONN_MLFLOW_DEFAULT": url}
+        env["SLUICE_SERVING_PORT_LOANS"] = str(free_port())
     env["AIRFLOW_CONN_SMTP_DEFAULT"] = (
         f'{{"conn_type":"smtp","host":"127.0.0.1","port":{ports["SLUICE_SMTP_PORT"]},'
         '"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost"}}'
@@ -66,7 +72,7 @@ def stack(monkeypatch_module, free_port):
         monkeypatch_module.setenv(k, v)
     settings = embedded.Settings.from_env()
     try:
-        embedded.up(settings, services=("mailsink", "airflow"))
+        embedded.up(settings, services=services)
         api = AirflowAPI(settings.airflow_url, embedded.airflow_password(settings))
         yield settings, api
     finally:

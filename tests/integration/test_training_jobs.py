@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from sluice.config import get_model_config
-from sluice.datagen.writer import generate_into_lake
-from sluice.features.job import publish_features
+from sluice.datagen.writer import seed_feature_store
 from sluice.lake import Lake, LocalStorage
 from sluice.registry.mlflow_registry import CHALLENGER, Registry
 from sluice.training import job
@@ -26,9 +25,7 @@ START, DAYS, END = dt.date(2025, 1, 1), 24, dt.date(2025, 1, 24)
 def lake(tmp_path_factory) -> Lake:
     lake = Lake(LocalStorage(tmp_path_factory.mktemp("lake")))
     cfg = get_model_config("loans")
-    generate_into_lake(cfg, lake, START, DAYS, rows_per_day=900)
-    for i in range(DAYS):
-        publish_features(cfg, lake, START + dt.timedelta(days=i))
+    seed_feature_store(cfg, lake, START, DAYS, rows_per_day=900)
     return lake
 
 

@@ -5,6 +5,7 @@ second per small run. The demo and the e2e tests use it; the runs land in the me
 any other, so they show in the UI. For scheduler-driven backfills use ``airflow backfill create``.
 
 ``python -m sluice.airflow.runner DAG_ID --from 2025-01-01 --to 2025-01-30 [--json out.json]``
+``python -m sluice.airflow.runner loans_batch_inference --dates 2025-01-02,2025-01-05``
 ``python -m sluice.airflow.runner loans_training --conf '{"force": true, "note": "by hand"}'``
 """
 
@@ -64,17 +65,27 @@ def run_dates(dag_id: str, dates: list[dt.date | None], conf: dict[str, Any] | N
     return out
 
 
+def _dates(text: str) -> list[dt.date]:
+    try:
+        return [dt.date.fromisoformat(d.strip()) for d in text.split(",") if d.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--dates takes YYYY-MM-DD,YYYY-MM-DD,...: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sluice.airflow.runner", description=__doc__.split("\n\n")[0])
     ap.add_argument("dag_id")
     ap.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="first logical date")
     ap.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="last logical date")
+    ap.add_argument("--dates", type=_dates, help="comma-separated logical dates (instead of --from/--to)")
     ap.add_argument("--conf", type=json.loads, default=None, help="run conf as JSON (overrides Params)")
     ap.add_argument("--json", type=Path, help="write the per-run results here")
     args = ap.parse_args(argv)
     if bool(args.start) != bool(args.end):
         ap.error("give both --from and --to, or neither (one manual run now)")
-    dates: list[dt.date | None] = [None]
+    if args.dates and args.start:
+        ap.error("give --dates or --from/--to, not both")
+    dates: list[dt.date | None] = list(args.dates) if args.dates else [None]
     if args.start:
         dates = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
     results = run_dates(args.dag_id, dates, args.conf)

@@ -69,3 +69,52 @@ def gate_alert(model: str, decision: Any, links: Mapping[str, str], *, candidate
     text = render_text(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
     html_body = render_html(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
     return Alert(subject, text, html_body)
+
+
+def deployment_alert(
+    model: str,
+    version: str,
+    stage: str,
+    reasons: Sequence[str],
+    links: Mapping[str, str],
+    *,
+    serving: str,
+    checks: Sequence[Mapping[str, Any]] = (),
+) -> Alert:
+    """A version was refused (infra validation) or rolled back (smoke test): why, and what serves now."""
+    subject = f"[sluice] {model}: v{version} NOT deployed, {stage} failed"
+    lines = [
+        f"{model} v{version} was not deployed: {stage} failed.",
+        f"Still serving: {serving}.",
+        "",
+        "The champion alias was not moved.",
+        "",
+        "Why:",
+        *[f"- {r}" for r in reasons],
+    ]
+    rows = [
+        (
+            str(c["check"]),
+            "PASS" if c["passed"] else "FAIL",
+            str(c.get("observed")),
+            str(c.get("limit")),
+            str(c.get("message", "")),
+        )
+        for c in checks
+    ]
+    if rows:
+        lines += ["", "Checks:", *[f"- {r[0]}: {r[1]} (observed {r[2]}, limit {r[3]}) {r[4]}" for r in rows]]
+    lines += ["", *[f"{k}: {v}" for k, v in links.items()]]
+    table = ""
+    if rows:
+        head = "".join(f"<th>{h}</th>" for h in ("check", "result", "observed", "limit", "detail"))
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        table = f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
+    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items())
+    reasons_html = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+    page = (
+        f"<p><b>{html.escape(model)} v{html.escape(version)}</b> was not deployed: {html.escape(stage)} failed. "
+        f"Still serving: {html.escape(serving)}. The champion alias was not moved.</p>"
+        f"<ul>{reasons_html}</ul>{table}<ul>{link_html}</ul>"
+    )
+    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>")

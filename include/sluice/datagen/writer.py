@@ -107,3 +107,16 @@ def generate_into_lake(
         "corrupted": corrupted,
         "references": refs,
     }
+
+
+def seed_feature_store(
+    cfg: ModelConfig, lake: Lake, start: dt.date, days: int, *, rows_per_day: int = loans.DEFAULT_ROWS_PER_DAY
+) -> list[dt.date]:
+    """Generated landing data run through the features job for ``days`` days from ``start``, in this process
+    (no Airflow): a feature store to train, deploy and score against. Returns the published days."""
+    from sluice.features.job import publish_features
+
+    generate_into_lake(cfg, lake, start, days, rows_per_day=rows_per_day)
+    for i in range(days):
+        publish_features(cfg, lake, start + dt.timedelta(days=i))
+    return lake.partitions("features", cfg.features.feature_set)

@@ -1,8 +1,8 @@
 """The scoring app of the local deployment target: our validation in front of the model, never a 500
 for a bad request, never a stack trace in a response.
 
-``create_app(model, cfg, model_version=...)`` builds it around a loaded model (any object with
-``predict_proba`` or ``predict``); the deployment hook serves it with uvicorn on 127.0.0.1.
+``create_app(model, cfg, model_version=...)`` builds it around a fitted pipeline; ``sluice.serving.server``
+serves it with uvicorn on 127.0.0.1, behind the stable address of ``sluice.serving.router``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from fastapi.responses import JSONResponse
 
 from sluice.config import ModelConfig
 from sluice.serving.schema import RequestError, parse_records, request_schema
+from sluice.training.model import predict_scores
 
 log = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Sluice-Model-Version"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -26,14 +29,20 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(
-    model: Any, cfg: ModelConfig, *, model_version: str, max_body_bytes: int = 1_000_000, max_rows: int = 1000
+    model: Any,
+    cfg: ModelConfig,
+    *,
+    model_version: str,
+    model_sha256: str = "",
+    max_body_bytes: int = 1_000_000,
+    max_rows: int = 1000,
 ) -> FastAPI:
     schema = request_schema(cfg)
     app = FastAPI(title=f"sluice model {cfg.name} v{model_version}", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/ping")
     def ping() -> dict[str, str]:
-        return {"status": "ok", "model": cfg.name, "model_version": model_version}
+        return {"status": "ok", "model": cfg.name, "model_version": model_version, "model_sha256": model_sha256}
 
     @app.post("/invocations")
     async def invocations(request: Request) -> JSONResponse:
@@ -55,12 +64,13 @@ def create_app(
         except RequestError as exc:
             return _error(exc.status, exc.message)
         try:
-            scores = model.predict_proba(frame)[:, 1] if hasattr(model, "predict_proba") else model.predict(frame)
+            scores = predict_scores(model, frame, cfg.task)
         except Exception as exc:  # the model's fault, not the caller's: say so without a stack trace
             log.exception("model %s v%s failed on a valid request", cfg.name, model_version)
             return _error(500, f"the model failed on a valid request ({type(exc).__name__}); see the server log")
         return JSONResponse(
-            {"predictions": np.asarray(scores, dtype="float64").tolist(), "model_version": model_version}
+            {"predictions": np.asarray(scores, dtype="float64").tolist(), "model_version": model_version},
+            headers={VERSION_HEADER: model_version},
         )
 
     return app

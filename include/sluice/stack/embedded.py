@@ -402,9 +402,14 @@ def up(s: Settings, services: Iterable[str] = SERVICES) -> None:
     log.info("stack up in %.1fs", time.monotonic() - t0)
 
 
+def model_processes(s: Settings) -> list[str]:
+    """Model servers, routers and infra-validation servers started by deployments (sluice.deployment.local)."""
+    return sorted(p.stem for p in s.run_dir.glob("*.pid") if p.stem.startswith(("router-", "serve-", "infraval-")))
+
+
 def down(s: Settings) -> list[str]:
     stopped = []
-    names = [*reversed(AIRFLOW_COMPONENTS), "mlflow", "mailsink"]
+    names = [*reversed(AIRFLOW_COMPONENTS), *model_processes(s), "mlflow", "mailsink"]
     for name in names:
         if stop_process(s, name):
             stopped.append(name)
@@ -415,7 +420,8 @@ def down(s: Settings) -> list[str]:
 
 
 def status(s: Settings) -> dict[str, int | None]:
-    out: dict[str, int | None] = {n: running_pid(s, n) for n in ["mailsink", "mlflow", *AIRFLOW_COMPONENTS]}
+    names = ["mailsink", "mlflow", *AIRFLOW_COMPONENTS, *model_processes(s)]
+    out: dict[str, int | None] = {n: running_pid(s, n) for n in names}
     pm = s.pgdata / "postmaster.pid"
     out["postgres"] = int(pm.read_text().split()[0]) if pm.exists() else None
     return out

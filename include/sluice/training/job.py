@@ -22,11 +22,14 @@ from typing import Any
 import numpy as np
 
 from sluice.config import ModelConfig
+from sluice.deployment.artifact import FILE_TAG, SHA_TAG, model_dir_sha256
 from sluice.lake import Lake
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
 
 log = logging.getLogger(__name__)
 
+#: run tags copied onto the registered version: who/what/which data/which code/which config/which bytes
+LINEAGE_PREFIXES = ("airflow.", "data.", "code.", "config.", "model.")
 STATE_TAG = "sluice.state"  # training -> rejected | evaluated -> passed | failed -> promoted | superseded
 
 
@@ -97,6 +100,55 @@ def _split(cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int, expe
     return snap, *time_split(snap.frame, cfg)
 
 
+def _artifact_digest(model_uri: str) -> tuple[str, str]:
+    """(file, sha256) of the model file as the store holds it: what every later load is checked against."""
+    import mlflow.artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return model_dir_sha256(Path(tmp))
+
+
+def log_pipeline(cfg: ModelConfig, model: Any, example: Any) -> dict[str, str]:
+    """Log a fitted pipeline into the active run (skops, signature, input example, pinned requirements) and
+    tag the run with the sha256 of the stored model file. Returns ``model_uri``, ``model_id``, ``sha256``."""
+    import mlflow
+    import mlflow.sklearn
+    import skops.io
+    from mlflow.models import infer_signature
+
+    from sluice.training.model import predict_scores
+
+    # We built this model object ourselves, so the types skops flags in it are trusted by construction;
+    # the list is recorded on the run for review.
+    trusted = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+    mlflow.set_tag("model.skops_trusted_types", ",".join(trusted)[:5000])
+    info = mlflow.sklearn.log_model(
+        skops_trusted_types=trusted,
+        sk_model=model,
+        name="model",
+        signature=infer_signature(example, predict_scores(model, example, cfg.task)),
+        input_example=example,
+        pip_requirements=pip_requirements(),
+    )
+    model_file, model_sha = _artifact_digest(info.model_uri)
+    mlflow.set_tags({SHA_TAG: model_sha, FILE_TAG: model_file})
+    return {"model_uri": info.model_uri, "model_id": info.model_id, "sha256": model_sha, "file": model_file}
+
+
+def register_pipeline(registry: Registry, cfg: ModelConfig, model: Any, example: Any, **tags: str) -> tuple[str, dict]:
+    """Log a fitted pipeline in a run of its own and register it as a new version of ``cfg.name``, with its
+    sha256; no gate runs. For bringing a model fitted elsewhere into the registry, and for tests."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=registry.experiment_id(cfg.name), tags={"sluice.model": cfg.name}) as run:
+        info = log_pipeline(cfg, model, example)
+    version = registry.register(
+        cfg.name, info["model_uri"], run.info.run_id, {SHA_TAG: info["sha256"], FILE_TAG: info["file"], **tags}
+    )
+    return str(version.version), info
+
+
 def _log_bytes(data: bytes, name: str) -> None:
     import mlflow
 
@@ -121,7 +173,6 @@ def train(
     """Snapshot -> training-set suite -> fit -> one MLflow run with everything a reviewer needs."""
     import mlflow
     import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     from sluice.training.model import (
         feature_columns,
@@ -198,26 +249,12 @@ def train(
         size_mb = model_size_mb(model)
         latency = single_row_latency_ms(model, test_df[cols].head(1))
         mlflow.log_metrics({"model_size_mb": size_mb, "latency_ms_p95": latency, "fit_seconds": fit_s})
-        example = train_df[cols].head(5)
-        # We built this model object ourselves, so the types skops flags in it are trusted by construction;
-        # the list is recorded on the run for review.
-        import skops.io
-
-        trusted = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-        mlflow.set_tag("model.skops_trusted_types", ",".join(trusted)[:5000])
-        info = mlflow.sklearn.log_model(
-            skops_trusted_types=trusted,
-            sk_model=model,
-            name="model",
-            signature=infer_signature(example, predict_scores(model, example, cfg.task)),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-        )
+        info = log_pipeline(cfg, model, train_df[cols].head(5))
         mlflow.set_tag(STATE_TAG, "trained")
         log.info("trained %s on %s rows in %.1fs: validation %s", cfg.name, len(train_df), fit_s, val_metrics)
     return {
         "run_id": run.info.run_id,
-        "model_uri": info.model_uri,
+        "model_uri": info["model_uri"],
         "suite_passed": True,
         "manifest_sha256": snap.manifest_sha256,
         "end_ds": end_ds.isoformat(),
@@ -422,7 +459,7 @@ def promote(
                 }
         run = registry.run(rid)
         tags = {
-            **{k: v for k, v in run.data.tags.items() if k.startswith(("airflow.", "data.", "code.", "config."))},
+            **{k: v for k, v in run.data.tags.items() if k.startswith(LINEAGE_PREFIXES)},
             "gate.decision": "PASS",
             "gate.primary_metric": cfg.gate.primary_metric,
             "eval.primary_oriented": f"{mine:.6f}",

@@ -108,6 +108,9 @@ def test_not_json_and_wrong_content_type(client) -> None:
 
 def test_a_broken_model_answers_without_a_stack_trace(record) -> None:
     class Broken:
+        feature_names_in_ = feature_columns(CFG)
+        classes_ = [0, 1]
+
         def predict_proba(self, frame):
             raise RuntimeError("corrupted artifact")
 
@@ -117,4 +120,16 @@ def test_a_broken_model_answers_without_a_stack_trace(record) -> None:
 
 
 def test_ping(client) -> None:
-    assert client.get("/ping").json() == {"status": "ok", "model": "loans", "model_version": "3"}
+    assert client.get("/ping").json() == {"status": "ok", "model": "loans", "model_version": "3", "model_sha256": ""}
+
+
+def test_non_finite_json_literals_are_refused(client, record) -> None:
+    body = json.dumps({"records": [{**record, "age": 1.0}]}).replace('"age": 1.0', '"age": NaN')
+    r = client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "records[0].age: must be finite, got nan" in r.json()["error"]
+
+
+def test_the_answer_names_the_version_in_a_header(client, record) -> None:
+    r = post(client, {"records": [record, record]})
+    assert r.status_code == 200 and r.headers["X-Sluice-Model-Version"] == "3"
+    assert len(r.json()["predictions"]) == 2

@@ -1,0 +1,49 @@
+"""`<model>_deployment`: continuous delivery of a model version, with a way back.
+
+resolve (new challenger, a version from Params, or action=rollback: the previous champion)
+-> infra_validate (the exact version in a fresh serving process: sha256, output schema, p95 latency,
+memory; a failure mails why and is never deployed) -> deploy (config's target: local blue/green behind a
+stable address, SageMaker UpdateEndpoint waited for in the triggerer, or batch) -> smoke_test (live
+address; failure redeploys the previous champion and mails) -> set_champion (alias + ledger).
+
+Started by the model Asset (a new challenger) or by hand: Trigger DAG w/ config, `action` and `version`.
+"""
+
+from airflow.sdk import DAG, Asset, Param
+
+from sluice.airflow.defaults import dag_kwargs
+from sluice.airflow.deployment_operators import (
+    DeployOperator,
+    InfraValidateOperator,
+    ResolveReleaseOperator,
+    SetChampionOperator,
+    SmokeTestOperator,
+)
+from sluice.config import load_model_configs
+
+for cfg in load_model_configs().values():
+    params = {
+        "model": cfg.name,
+        "action": Param("deploy", enum=["deploy", "rollback"], description="rollback = the previous champion"),
+        "version": Param(None, type=["null", "string"], description="a registered version; default: the challenger"),
+    }
+    kwargs = dag_kwargs(
+        cfg,
+        "deployment",
+        __doc__,
+        schedule=[Asset(f"sluice://model/{cfg.name}")],
+        catchup=False,
+        end_date=None,
+        max_active_runs=1,
+        params=params,
+    )
+    with DAG(**kwargs) as dag:
+        resolve = ResolveReleaseOperator(task_id="resolve", model=cfg.name)
+        validate = InfraValidateOperator(task_id="infra_validate", model=cfg.name)
+        deploy = DeployOperator(task_id="deploy", model=cfg.name)
+        smoke = SmokeTestOperator(task_id="smoke_test", model=cfg.name)
+        champion = SetChampionOperator(
+            task_id="set_champion", model=cfg.name, outlets=[Asset(f"sluice://champion/{cfg.name}")]
+        )
+        resolve >> validate >> deploy >> smoke >> champion
+    globals()[dag.dag_id] = dag

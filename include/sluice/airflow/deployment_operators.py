@@ -1,0 +1,221 @@
+"""Thin operators of the deployment and batch inference DAGs over ``sluice.deployment`` and ``sluice.serving``.
+
+resolve -> infra_validate -> deploy (deferrable on SageMaker) -> smoke_test (rolls back on failure)
+-> set_champion. A refused or rolled-back version mails the owners why and what still serves, and fails
+the task red without a second, generic failure mail.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from sluice.airflow.callbacks import AlertedFailure
+from sluice.airflow.operators import _TrainingOperator, lake_link
+
+
+def who(context: Context) -> str:
+    run = context.get("dag_run")
+    user = getattr(run, "triggering_user_name", None) if run is not None else None
+    return f"airflow:{user}" if user else f"airflow:{getattr(run, 'run_type', 'run')}"
+
+
+class _DeploymentOperator(_TrainingOperator):
+    @cached_property
+    def target(self):
+        from sluice.deployment.targets import target_for
+
+        return target_for(self.config())
+
+    def plan(self, context: Context) -> dict[str, Any]:
+        return self.upstream(context, "resolve")
+
+    def release(self, context: Context):
+        from sluice.deployment.targets import Release
+
+        return Release(**self.plan(context)["release"])
+
+    def previous(self, context: Context):
+        from sluice.deployment.job import previous_release
+
+        return previous_release(self.registry, self.model, self.plan(context).get("champion"))
+
+    def serving(self) -> str:
+        live = self.target.current()
+        return f"v{live.version} at {live.address or live.target}" if live and live.version else "nothing"
+
+    def fail_with_alert(self, context: Context, stage: str, reasons: list[str], checks=(), links=None) -> None:
+        from sluice.alerts.email import deployment_alert
+
+        cfg, release = self.config(), self.release(context)
+        links = {"Airflow task log": context["ti"].log_url, **(links or {})}
+        alert = deployment_alert(
+            cfg.name, release.version, stage, reasons, links, serving=self.serving(), checks=checks
+        )
+        try:
+            self.alert_hook.send(alert, cfg.alerts.emails)
+        except Exception as exc:
+            raise AirflowFailException(f"{stage} failed (and the alert email failed: {exc}): {reasons}") from exc
+        raise AlertedFailure(f"{cfg.name} v{release.version}: {stage} failed; {'; '.join(reasons)}")
+
+
+class ResolveReleaseOperator(_DeploymentOperator):
+    """Which version to deploy: Params ``version``, else the new challenger; ``action=rollback`` = previous champion."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from sluice.deployment.job import resolve
+
+        params = context["params"]
+        plan = resolve(
+            self.config(), self.registry, action=str(params.get("action") or "deploy"), version=params.get("version")
+        )
+        self.log.info("plan: %s", plan)
+        if not plan["deploy"]:
+            raise AirflowSkipException(plan["why"])
+        return plan
+
+
+class InfraValidateOperator(_DeploymentOperator):
+    """The exact version in a fresh serving process against the budget; a failure is never deployed."""
+
+    ui_color = "#fde9c9"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from sluice.deployment.job import InfraValidationFailed, validate
+
+        try:
+            report, uri = validate(self.config(), self.lake_hook.get_conn(), self.registry, self.release(context))
+        except InfraValidationFailed as exc:
+            key = f"reports/{self.model}/deployments/v{exc.report['version']}/infra_validation.json"
+            link = lake_link(self.lake_hook.get_conn().uri(key))
+            self.fail_with_alert(
+                context,
+                "infra validation",
+                exc.report["failed"],
+                exc.report["checks"],
+                {"Infra validation report": link},
+            )
+        self.log.info("infra validation PASS: latency %s, report %s", report.get("latency_ms"), uri)
+        return {"report_uri": uri, "latency_ms": report.get("latency_ms")}
+
+
+class DeployOperator(_DeploymentOperator):
+    """Switch the target to the release (blue/green locally; UpdateEndpoint on SageMaker, waited for by a trigger)."""
+
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        from sluice.deployment.targets import DeploymentError
+
+        release = self.release(context)
+        if self.target.name == "sagemaker":
+            self._start_and_defer(context, release)
+        try:
+            endpoint = self.target.deploy(release)
+        except DeploymentError as exc:
+            self.fail_with_alert(context, "deployment", [str(exc)])
+        self.log.info("deployed: %s", endpoint)
+        return endpoint.to_dict()
+
+    def _start_and_defer(self, context: Context, release) -> None:
+        from sluice.airflow.triggers import SageMakerEndpointTrigger
+        from sluice.deployment.targets import DeploymentError
+
+        try:
+            handle = self.target.start(release)
+        except DeploymentError as exc:
+            self.fail_with_alert(context, "deployment", [str(exc)])
+        sm = self.config().deploy.sagemaker
+        trigger = SageMakerEndpointTrigger(
+            model=self.model,
+            endpoint_name=sm.endpoint_name,
+            region=sm.region,
+            aws_conn_id=self.aws_conn_id,
+            poll_interval=sm.poll_interval_s,
+            timeout=sm.wait_timeout_s,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", kwargs={"handle": handle})
+
+    def execute_complete(self, context: Context, event: dict[str, Any], handle: dict[str, Any]) -> dict[str, Any]:
+        from sluice.deployment.targets import DeploymentError
+
+        self.log.info("endpoint settled: %s", event)
+        try:
+            endpoint = self.target.finish(handle, event)
+        except DeploymentError as exc:
+            self.fail_with_alert(context, "deployment", [str(exc)])
+        return endpoint.to_dict()
+
+
+class SmokeTestOperator(_DeploymentOperator):
+    """Sampled rows through the live address; on failure the previous champion is redeployed and mail goes out."""
+
+    ui_color = "#fde9c9"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from sluice.deployment.job import SmokeTestFailed, rollback_after_failure, smoke_test
+
+        cfg, release = self.config(), self.release(context)
+        smoke = smoke_test(cfg, self.lake_hook.get_conn(), self.target, release)
+        self.log.info("smoke test: %s", smoke)
+        if smoke["passed"]:
+            return smoke
+        try:
+            rollback_after_failure(cfg, self.target, release, self.previous(context), "; ".join(smoke["problems"]))
+        except SmokeTestFailed as exc:
+            self.fail_with_alert(context, "smoke test", [*smoke["problems"], str(exc)])
+        raise AirflowFailException("unreachable: rollback_after_failure always raises")
+
+
+class SetChampionOperator(_DeploymentOperator):
+    """Move ``champion`` to the deployed version, clear ``challenger``; both moves go to the ledger."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from sluice.deployment.job import set_champion
+
+        plan = self.plan(context)
+        out = set_champion(
+            self.config(),
+            self.registry,
+            self.release(context),
+            why=plan["why"],
+            who=who(context),
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
+            evidence=self.upstream(context, "infra_validate").get("report_uri", ""),
+        )
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {"model": self.model, "champion": out["champion"]}
+        return out
+
+
+class BatchScoreOperator(_TrainingOperator):
+    """Score ``features/<feature_set>/ds=D`` with the champion into ``predictions/<model>/ds=D`` (atomic)."""
+
+    template_fields = ("ds",)
+
+    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
+        super().__init__(ds=ds, **kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from sluice.deployment.artifact import fetch_release, load_model, release_of
+        from sluice.registry.mlflow_registry import CHAMPION
+        from sluice.serving.batch import score_partition
+
+        cfg = self.config()
+        champ = self.registry.by_alias(cfg.name, CHAMPION)
+        if champ is None:
+            raise AirflowFailException(
+                f"{cfg.name} has no '{CHAMPION}' yet, so ds={self.ds} cannot be scored: deploy one with "
+                f"{cfg.dag_id('deployment')}, then clear this task"
+            )
+        release = release_of(self.registry, cfg.name, champ.version)
+        model = load_model(fetch_release(release))
+        out = score_partition(
+            cfg, self.lake_hook.get_conn(), self.ds, model, model_version=release.version, run_id=release.run_id
+        )
+        self.log.info("scored ds=%s with v%s: %s", self.ds, release.version, out)
+        return out

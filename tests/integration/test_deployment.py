@@ -1,0 +1,189 @@
+"""Deployment on the local target against a real MLflow server: infra validation, blue/green under load,
+a refused artifact, a smoke-test rollback, the ledger and a one-step rollback.
+
+Every process here is real: model servers and the router are ``python -m sluice.serving.*`` on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+
+from sluice.config import get_model_config
+from sluice.datagen.writer import seed_feature_store
+from sluice.deployment import job, ledger
+from sluice.deployment.artifact import release_of
+from sluice.deployment.local import LocalTarget
+from sluice.deployment.targets import DeploymentError
+from sluice.lake import Lake, LocalStorage
+from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
+from sluice.serving.client import LoadLoop
+from sluice.stack.embedded import Settings, running_pid
+from sluice.training.model import feature_columns, fit
+
+pytestmark = pytest.mark.integration
+
+START, DAYS = dt.date(2025, 1, 1), 8
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Lake:
+    lake = Lake(LocalStorage(tmp_path_factory.mktemp("lake")))
+    cfg = get_model_config("loans")
+    seed_feature_store(cfg, lake, START, DAYS, rows_per_day=700)
+    return lake
+
+
+@pytest.fixture(scope="module")
+def frame(lake):
+    from sluice.training.snapshot import build_snapshot
+
+    return build_snapshot(get_model_config("loans"), lake, START + dt.timedelta(days=DAYS - 1), DAYS).frame
+
+
+@pytest.fixture
+def cfg(free_port):
+    base = get_model_config("loans")
+    local = base.deploy.local.model_copy(update={"port": free_port(), "drain_seconds": 1.0})
+    return base.model_copy(
+        update={"name": f"loans_{uuid.uuid4().hex[:8]}", "deploy": base.deploy.model_copy(update={"local": local})}
+    )
+
+
+@pytest.fixture
+def target(cfg, tmp_path):
+    settings = Settings(home=tmp_path / "home", airflow_port=0, mlflow_port=0, smtp_port=0)
+    t = LocalTarget(cfg, settings=settings)
+    yield t
+    t.undeploy()
+    for pid_file in (settings.run_dir).glob("*.pid"):
+        from sluice.stack.embedded import stop_process
+
+        stop_process(settings, pid_file.stem)
+
+
+def deploy(cfg, lake, registry, target, **kw):
+    return job.run_deployment(cfg, lake, registry, target, who="test", **kw)
+
+
+def test_blue_green_switch_under_load_drops_no_request(cfg, lake, frame, target, register_model, mlflow_server):
+    registry = Registry(mlflow_server)
+    model = fit(cfg, frame)
+    example = frame[feature_columns(cfg)].head(3)
+    v1, _ = register_model(cfg, model, example)
+    registry.set_alias(cfg.name, CHALLENGER, v1)
+
+    first = deploy(cfg, lake, registry, target)
+    assert first["champion"] == v1 and first["previous"] is None
+    assert first["infra_validation"]["passed"], first["infra_validation"]["failed"]
+    assert {c["check"] for c in first["infra_validation"]["checks"]} >= {
+        "artifact_sha256", "starts", "input_example", "output_schema", "latency_p95_ms", "memory_mb"
+    }  # fmt: skip
+    assert registry.by_alias(cfg.name, CHALLENGER) is None, "deploying the challenger clears the alias"
+    assert target.health() and target.current().version == v1
+    old_process = target.live()["process"]
+
+    v2, _ = register_model(cfg, model, example)
+    registry.set_alias(cfg.name, CHALLENGER, v2)
+    record = example.head(1).to_dict(orient="records")[0]
+    loop = LoadLoop(target.port, [record])
+    loop.start()
+    time.sleep(1.0)
+    second = deploy(cfg, lake, registry, target)
+    time.sleep(1.0)
+    loop.stop()
+
+    assert second["champion"] == v2 and second["previous"] == v1
+    assert loop.failed == [], loop.failed[:5]
+    assert len(loop.ok) > 50, f"the load loop only got {len(loop.ok)} answers"
+    assert loop.ok[0] == v1 and loop.ok[-1] == v2, "traffic moved from v1 to v2"
+    assert v1 not in loop.ok[loop.ok.index(v2) :], "once switched, no request goes back to the old version"
+    assert running_pid(target.settings, old_process) is None, "the blue server is stopped after the switch"
+    assert registry.by_alias(cfg.name, CHAMPION).version == v2
+
+    moves = [(e["alias"], e["from"], e["to"]) for e in ledger.history(registry, cfg.name)]
+    assert moves == [
+        (CHAMPION, None, v1), (CHALLENGER, v1, None), (CHAMPION, v1, v2), (CHALLENGER, v2, None)
+    ]  # fmt: skip
+    assert all(e["who"] == "test" and e["evidence"].endswith("infra_validation.json") for e in ledger.history(
+        registry, cfg.name))  # fmt: skip
+
+    # one step back: the previous champion serves again and the ledger says why
+    back = deploy(cfg, lake, registry, target, action="rollback")
+    assert back["champion"] == v1 and target.current().version == v1
+    assert ledger.history(registry, cfg.name)[-1]["why"].startswith(f"rollback from v{v2} to the previous champion")
+
+
+def test_a_corrupted_artifact_is_refused_and_the_champion_keeps_serving(
+    cfg, lake, frame, target, register_model, mlflow_server, mlflow_artifact_root
+):
+    registry = Registry(mlflow_server)
+    model = fit(cfg, frame)
+    example = frame[feature_columns(cfg)].head(3)
+    v1, _ = register_model(cfg, model, example)
+    deploy(cfg, lake, registry, target, version=v1)
+
+    v2, info = register_model(cfg, fit(cfg, frame.sample(frac=0.8, random_state=1)), example)
+    registry.set_alias(cfg.name, CHALLENGER, v2)
+    [stored] = [p for p in mlflow_artifact_root.rglob("model.skops") if info["model_id"] in str(p)]
+    stored.write_bytes(stored.read_bytes()[:-100] + b"\0" * 100)  # bit rot after registration
+
+    with pytest.raises(job.InfraValidationFailed) as err:
+        deploy(cfg, lake, registry, target)
+    assert "artifact_sha256" in str(err.value) and "changed after registration" in str(err.value)
+    assert err.value.report["passed"] is False
+    assert registry.by_alias(cfg.name, CHAMPION).version == v1
+    assert registry.by_alias(cfg.name, CHALLENGER).version == v2, "a refused challenger keeps its alias for review"
+    assert target.current().version == v1 and target.invoke(example.head(2).to_dict(orient="records"))
+    report = lake.read(f"reports/{cfg.name}/deployments/v{v2}/infra_validation.json")
+    assert b'"passed": false' in report
+
+
+def test_a_model_that_fails_on_live_traffic_is_rolled_back(cfg, lake, frame, target, register_model, mlflow_server):
+    """Config/model skew: a pipeline fitted with a column the serving schema does not send. Infra validation
+    refuses it; deployed anyway (the last line of defence), the smoke test fails and v1 is redeployed."""
+    registry = Registry(mlflow_server)
+    good = fit(cfg, frame)
+    example = frame[feature_columns(cfg)].head(3)
+    v1, _ = register_model(cfg, good, example)
+    deploy(cfg, lake, registry, target, version=v1)
+
+    skewed_cfg = cfg.model_copy(
+        update={"features": cfg.features.model_copy(update={"numeric": (*cfg.features.numeric, "extra_signal")})}
+    )
+    skewed_frame = frame.assign(extra_signal=1.0)
+    bad_model = fit(skewed_cfg, skewed_frame)
+    v2, _ = register_model(cfg, bad_model, skewed_frame[feature_columns(skewed_cfg)].head(3))
+    release = release_of(registry, cfg.name, v2)
+
+    with pytest.raises(job.InfraValidationFailed, match="output_schema"):
+        job.validate(cfg, lake, registry, release)
+
+    previous = release_of(registry, cfg.name, v1)
+    with pytest.raises(job.SmokeTestFailed, match=rf"rolled back: v{v1} serves again"):
+        job.deploy_and_verify(cfg, lake, target, release, previous)
+    assert target.current().version == v1
+    assert target.invoke(example.to_dict(orient="records"))
+    assert registry.by_alias(cfg.name, CHAMPION).version == v1
+
+
+def test_resolve_explains_what_it_cannot_do(cfg, mlflow_server, register_model, frame):
+    registry = Registry(mlflow_server)
+    v1, _ = register_model(cfg, fit(cfg, frame), frame[feature_columns(cfg)].head(2))
+    assert job.resolve(cfg, registry)["deploy"] is False  # no challenger: nothing to do, not an error
+    with pytest.raises(DeploymentError, match="nothing to roll back to"):
+        job.resolve(cfg, registry, action="rollback")
+    assert job.resolve(cfg, registry, version=v1)["release"]["version"] == v1
+
+
+def test_the_router_port_being_taken_is_a_clear_error(cfg, target):
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", target.port))
+        squatter.listen()
+        with pytest.raises(DeploymentError, match="is the port taken"):
+            target._ensure_router()
