@@ -104,3 +104,35 @@ def test_trigger_times_out_while_the_endpoint_stays_updating(monkeypatch) -> Non
     event = _first_event(trig, timeout=10)
     assert event.payload["status"] == "timeout" and event.payload["endpoint_status"] == "Updating"
     assert event.payload["config"] == "loans-v2" and event.payload["polls"] == Updating.calls >= 2
+
+
+def test_the_deployment_hook_builds_the_sagemaker_target_from_the_aws_connection(sagemaker) -> None:
+    """The operators' target talks to the endpoint named by ``aws_default`` (moto here), not to boto3's defaults."""
+    from sluice.airflow.hooks import DeploymentHook
+    from sluice.config import SageMakerTargetConfig, get_model_config
+
+    cfg = get_model_config("loans")
+    name = f"loans-{uuid.uuid4().hex[:10]}"
+    sm = {
+        "endpoint_name": name,
+        "role_arn": "arn:aws:iam::123456789012:role/sluice",
+        "image_uri": "serve:1",
+        "artifact_uri": "s3://bucket/models",
+        "region": REGION,
+    }
+    deploy = cfg.deploy.model_copy(update={"target": "sagemaker", "sagemaker": SageMakerTargetConfig(**sm)})
+    target = DeploymentHook().get_target(cfg.model_copy(update={"deploy": deploy}))
+    assert target.name == "sagemaker" and target.status()["status"] == "NotFound"
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=sm["role_arn"],
+        PrimaryContainer={"Image": "serve:1", "ModelDataUrl": "s3://b/loans/v1/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert target.status()["status"] == "InService"

@@ -26,9 +26,9 @@ def who(context: Context) -> str:
 class _DeploymentOperator(_TrainingOperator):
     @cached_property
     def target(self):
-        from sluice.deployment.targets import target_for
+        from sluice.airflow.hooks import DeploymentHook
 
-        return target_for(self.config())
+        return DeploymentHook(self.aws_conn_id).get_target(self.config())
 
     def plan(self, context: Context) -> dict[str, Any]:
         return self.upstream(context, "resolve")

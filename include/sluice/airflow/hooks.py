@@ -1,4 +1,5 @@
-"""Hooks: the lake (local or S3 through the ``aws_default`` connection) and alert mail via ``smtp_default``."""
+"""Hooks: the lake (local or S3 through ``aws_default``), MLflow, alert mail via ``smtp_default``, and the
+deployment target of a model (SageMaker through ``aws_default``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 from airflow.sdk import BaseHook
 
 from sluice.alerts.email import Alert
+from sluice.config import ModelConfig
+from sluice.deployment.targets import DeploymentTarget, target_for
 from sluice.lake import Lake, lake_root, open_lake
 
 log = logging.getLogger(__name__)
@@ -65,3 +68,26 @@ class AlertHook(BaseHook):
             # The hook's own send_email_smtp only builds HTML mails; we want a plain-text part too.
             hook._smtp_client.send_message(alert.message(to, sender))
         log.info("alert sent to %s: %s", ", ".join(to), alert.subject)
+
+
+class DeploymentHook(BaseHook):
+    """The deployment target a model's config chooses; SageMaker's boto3 session comes from the AWS connection."""
+
+    def __init__(self, aws_conn_id: str = "aws_default") -> None:
+        super().__init__()
+        self.aws_conn_id = aws_conn_id
+
+    def get_target(self, cfg: ModelConfig) -> DeploymentTarget:
+        if cfg.deploy.target != "sagemaker" or cfg.deploy.sagemaker is None:
+            return target_for(cfg)
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        from sluice.deployment.sagemaker import SageMakerTarget
+
+        aws = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="sagemaker")
+        endpoint = aws.conn_config.endpoint_url
+        return SageMakerTarget(
+            cfg,
+            session=aws.get_session(region_name=cfg.deploy.sagemaker.region),
+            client_kwargs={"endpoint_url": endpoint} if endpoint else None,
+        )

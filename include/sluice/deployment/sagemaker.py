@@ -102,7 +102,12 @@ class SageMakerTarget:
     name = "sagemaker"
 
     def __init__(
-        self, cfg: ModelConfig, *, fetch: Callable[[Release], Path] | None = None, session: Any | None = None
+        self,
+        cfg: ModelConfig,
+        *,
+        fetch: Callable[[Release], Path] | None = None,
+        session: Any | None = None,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if cfg.deploy.sagemaker is None:
             raise DeploymentError(
@@ -113,6 +118,7 @@ class SageMakerTarget:
         self.endpoint_name = self.sm.endpoint_name
         self._fetch = fetch
         self._session = session
+        self._client_kwargs = dict(client_kwargs or {})  # e.g. endpoint_url from an Airflow AWS connection
         self._clients: dict[str, Any] = {}
 
     # ---- AWS plumbing -------------------------------------------------------------------------------------
@@ -123,7 +129,7 @@ class SageMakerTarget:
                 import boto3
 
                 self._session = boto3.Session()
-            self._clients[service] = self._session.client(service, region_name=self.sm.region)
+            self._clients[service] = self._session.client(service, region_name=self.sm.region, **self._client_kwargs)
         return self._clients[service]
 
     def _aws(self, service: str, method: str, resource: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:

@@ -6,7 +6,8 @@ MLflow server, the SMTP sink, real model servers behind the stable address.
 3. a version whose artifact was corrupted after registration is refused by infra validation; the owners get
    a mail saying why; the champion keeps serving and the alias does not move;
 4. ``python -m sluice models history`` shows every alias move, and ``models rollback`` returns to the
-   previous champion in one step.
+   previous champion in one step;
+5. the DAG's ``action=rollback`` Param does the same from the UI.
 """
 
 from __future__ import annotations
@@ -123,3 +124,17 @@ def test_blue_green_under_load_refused_artifact_history_and_rollback(stack) -> N
     assert status == 200 and headers["x-sluice-model-version"] == v1
     last = cli("models", "history", "loans", "--json")
     assert '"who": "cli:' in last.stdout and f'"to": "{v1}"' in last.stdout
+
+    # 5. the same rollback from the UI: Trigger DAG w/ config {"action": "rollback"} toggles back to v2
+    state, tis = wait_run(api, trigger(api, action="rollback"))
+    assert state == "success", tis
+    assert registry.by_alias(cfg.name, CHAMPION).version == v2
+    status, _, headers = ServerClient(port).score(example.head(1).to_dict(orient="records"))
+    assert status == 200 and headers["x-sluice-model-version"] == v2
+    assert ledger_whys(registry)[-1] == f"rollback from v{v1} to the previous champion v{v2}"
+
+
+def ledger_whys(registry) -> list[str]:
+    from sluice.deployment import ledger
+
+    return [e["why"] for e in ledger.history(registry, "loans") if e["alias"] == CHAMPION]
