@@ -39,6 +39,13 @@ $(VENV)/.synced: requirements.txt requirements-dev.txt | $(UV)
 
 venv: $(VENV)/.synced  ## create or update .venv from the lock files
 
+# The drift benchmark's baseline (Evidently 0.7, which needs pandas<3) runs in its own env; rebuilt when its pins change.
+BENCH_ENV := .bench-env
+$(BENCH_ENV)/.synced: benchmarks/evidently/requirements.txt | $(UV)
+	@test -x $(BENCH_ENV)/bin/python || $(UV) venv --quiet --python 3.11 $(BENCH_ENV)
+	$(UV) pip install --quiet --python $(BENCH_ENV)/bin/python -r benchmarks/evidently/requirements.txt
+	@touch $@
+
 demo: venv  ## run the whole loop on the embedded stack and print a summary
 	$(PY) -m sluice demo
 
@@ -57,7 +64,7 @@ down: venv  ## stop exactly the processes `make up` started
 status: venv  ## which services are running
 	$(PY) -m sluice.stack.embedded status
 
-bench: venv  ## benchmarks: ratios against a baseline measured in the same run
+bench: venv $(BENCH_ENV)/.synced  ## benchmarks: ratios against a baseline measured in the same run
 	$(PY) -m benchmarks
 
 lint: venv  ## ruff, model configs, and every DAG file parses

@@ -1,11 +1,11 @@
-"""Run every benchmark; ``python -m benchmarks [name ...]`` runs a subset (parse, validation)."""
+"""Run every benchmark; ``python -m benchmarks [name ...]`` runs a subset (e.g. ``batch serving``)."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from benchmarks import batch, gate, parse, serving, training, validation
+from benchmarks import batch, drift, drift_quality, gate, parse, serving, training, validation
 
 BENCHES = {
     "parse": parse.main,
@@ -14,6 +14,8 @@ BENCHES = {
     "training": training.main,
     "batch": batch.main,
     "serving": serving.main,
+    "drift": drift.main,
+    "drift_quality": drift_quality.main,
 }
 
 

@@ -57,7 +57,19 @@ class QuarantineLink(BaseOperatorLink):
         return lake_link(record["data_docs_uri"])
 
 
+class DriftReportLink(BaseOperatorLink):
+    """On the drift sensor: the interval's HTML drift report."""
+
+    name = "Drift report"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        record = XCom.get_value(ti_key=ti_key, key="drift")
+        return (record or {}).get("report_link") or ""
+
+
 class SluicePlugin(AirflowPlugin):
     name = "sluice"
     fastapi_apps = [{"app": lake_app, "url_prefix": "/sluice", "name": "Sluice lake evidence"}]
-    global_operator_extra_links = [QuarantineLink()]
+    global_operator_extra_links = [QuarantineLink(), DriftReportLink()]

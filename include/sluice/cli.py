@@ -6,6 +6,10 @@ generate MODEL        write demo landing + label partitions into the lake (seede
 demo                  run the loop on the embedded stack and print a summary
 models history MODEL  every move of the champion/challenger aliases: who, when, which run, why, evidence
 models rollback MODEL redeploy the previous champion (infra validation, deploy, smoke test, alias) in one step
+drift                 drift of a parquet partition (--current) against a reference profile JSON or parquet
+                      (--reference), per feature and overall; --config for a model's features and settings
+replay MODEL          backtest monitoring over --from..--to: drift alarms, retrainings and gate decisions it would
+                      have raised (first champion on --train-days days; no Airflow, no MLflow; --json for all)
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from pathlib import Path
 from sluice.config import (
     DAG_KINDS,
     EXPECTATIONS_DIR,
-    MODELS_DIR,
     ConfigError,
     check_imports,
     get_model_config,
     load_model_configs,
+    models_dir,
 )
 
 
@@ -37,6 +41,7 @@ def _date(s: str) -> dt.date:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     try:
+        args.dir = args.dir or str(models_dir())
         configs = load_model_configs(args.dir)
         for name, cfg in configs.items():
             check_imports(cfg, str(Path(args.dir) / f"{name}.yaml"))
@@ -157,13 +162,169 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _load_reference(path: Path, cfg, config_path: str | None) -> tuple[dict, dict[str, str]]:
+    """A profile from a profile JSON, or profiled on the fly from a parquet reference; and skipped columns."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sluice.monitoring.drift import infer_columns, profile_frame, read_profile
+    from sluice.training.profile import reference_profile
+
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if not _is_parquet(path):
+        return read_profile(path), {}
+    columns = [*cfg.features.numeric, *cfg.features.categorical] if cfg is not None else None
+    try:
+        if columns is not None:
+            names = pq.read_schema(path).names
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise ValueError(f"{path}: columns {missing} of {config_path} are not in the file")
+        frame = pd.read_parquet(path, columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"{path}: cannot read the reference parquet: {exc}") from None
+    if cfg is not None:
+        return reference_profile(frame, cfg, None), {}  # the function training uses
+    numeric, categorical, skipped = infer_columns(frame)
+    if not numeric and not categorical:
+        raise ValueError(f"{path}: no columns to profile (skipped: {skipped})")
+    return profile_frame(frame, numeric, categorical), skipped
+
+
+def _drift_table(result: dict) -> str:
+    from sluice.monitoring.drift import feature_rows
+
+    def num(v, fmt: str) -> str:
+        width = int(fmt.lstrip("+").split(".")[0])
+        return f"{'-':>{width}s}" if v is None else format(v, fmt)
+
+    def p(v) -> str:
+        return "-" if v is None else ("<1e-300" if v <= 0 else f"{v:.2g}")
+
+    lines = [
+        f"{'feature':24s} {'kind':11s} {'psi':>7s} {'statistic':>10s} {'p (adj.)':>8s} {'effect':>7s} "
+        f"{'unseen':>7s}  drifted  reason"
+    ]
+    for r in feature_rows(result):
+        reason = str(r["reason"] or "").removeprefix(f"{r['feature']}: ").removeprefix("no drift: ")
+        effect = num(r["effect"], "7.2f" if r["kind"] == "categorical" else "+7.2f")
+        lines.append(
+            f"{r['feature']:24s} {r['kind']:11s} {num(r['psi'], '7.3f')} {num(r['statistic'], '10.1f')} "
+            f"{p(r['p_adjusted']):>8s} {effect} {num(r['unseen_share'], '7.1%')}  "
+            f"{'YES' if r['drifted'] else 'no':7s}  {reason}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from sluice.config import MonitoringConfig, load_model_config
+    from sluice.monitoring.drift import drift_from_parquet
+
+    cfg = load_model_config(args.config) if args.config else None
+    numeric = list(cfg.features.numeric) if cfg else None
+    categorical = list(cfg.features.categorical) if cfg else None
+    settings = cfg.monitoring if cfg else MonitoringConfig()
+    try:
+        importances = None
+        if args.importance:
+            try:
+                importances = json.loads(Path(args.importance).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{args.importance}: cannot read feature importances: {exc}") from None
+            bad = (
+                [k for k, v in importances.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+                if isinstance(importances, dict)
+                else None
+            )
+            if bad is None or bad:
+                where = f"not numbers: {bad}" if bad else f"got {type(importances).__name__}"
+                raise ValueError(f"{args.importance}: expected a JSON mapping of feature -> importance ({where})")
+        profile, skipped = _load_reference(Path(args.reference), cfg, args.config)
+        if cfg is not None:
+            lacking = [c for c in (*numeric, *categorical) if c not in profile["features"]]
+            if lacking:
+                raise ValueError(f"{args.reference}: the profile lacks features of {args.config}: {lacking}")
+        current = Path(args.current)
+        if not current.is_file():
+            raise ValueError(f"{current}: no such file")
+        # its errors name the file
+        result = drift_from_parquet(profile, current, settings, importances, numeric=numeric, categorical=categorical)
+    except ValueError as exc:
+        print(f"drift: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps({"reference": args.reference, "current": args.current, "skipped": skipped, **result}, indent=1)
+        )
+        return 0
+    print(
+        f"reference {args.reference} ({profile.get('meta', {}).get('rows', '?')} rows), current {args.current} "
+        f"({result['rows']} rows); {settings.correction} correction, alpha {settings.alpha:g}, "
+        f"weights: {result['weighting']}"
+    )
+    if skipped:
+        print("skipped columns: " + ", ".join(f"{c} ({why})" for c, why in skipped.items()))
+    print(_drift_table(result))
+    print(f"\ndecision: {'DRIFT' if result['drift'] else 'no drift'}")
+    print(result["reason"])
+    return 0
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. persistence.k=3), got {text!r}")
+    import yaml
+
+    return key.strip(), yaml.safe_load(value)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sluice.monitoring.replay import ReplayError, format_summary, replay, with_monitoring
+
+    cfg = get_model_config(args.model)
+    try:
+        if args.set:
+            cfg = with_monitoring(cfg, dict(args.set))
+        # the steps' own INFO lines (one per partition, snapshot, fit) would bury the replay's
+        for name in ("sluice", "great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        result = replay(
+            cfg,
+            args.start,
+            args.end,
+            train_days=args.train_days,
+            lake=args.lake,
+            scenario_path=args.scenario,
+            seed=args.seed,
+            validate=not args.no_validate,
+            echo=lambda line: print(line, flush=True),
+        )
+    except (ReplayError, ValueError) as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_summary(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"\nwrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m sluice", description="Sluice MLOps platform")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("config", help="model configs")
     p.add_argument("action", choices=["check"])
-    p.add_argument("--dir", default=str(MODELS_DIR))
+    p.add_argument("--dir", default=None, help="default: $SLUICE_MODELS_DIR or include/models")
     p.set_defaults(fn=cmd_config_check)
 
     p = sub.add_parser("suite", help="infer a GX suite from known-good landing partitions")
@@ -195,6 +356,33 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="history as JSON")
     p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
     p.set_defaults(fn=cmd_models)
+
+    p = sub.add_parser("drift", help="drift of a parquet partition against a reference profile or parquet")
+    p.add_argument("--reference", required=True, help="reference_profile.json, or a parquet file to profile")
+    p.add_argument("--current", required=True, help="the parquet partition to check")
+    p.add_argument("--config", help="model YAML: its features and monitoring settings (default: infer, defaults)")
+    p.add_argument("--importance", help="feature_importance.json (feature -> importance; default: equal weights)")
+    p.add_argument("--json", action="store_true", help="the full result as JSON")
+    p.set_defaults(fn=cmd_drift)
+
+    p = sub.add_parser("replay", help="backtest monitoring on history: drift alarms, retrainings, gate decisions")
+    p.add_argument("model")
+    p.add_argument("--from", dest="start", type=_date, required=True)
+    p.add_argument("--to", dest="end", type=_date, required=True)
+    p.add_argument("--train-days", type=int, default=28, help="days that train the first champion (default 28)")
+    p.add_argument("--json", help="write the whole result (every day, alarm, retraining) to this file")
+    p.add_argument("--lake", help="lake root to land into and read (default: a temporary directory, removed after)")
+    p.add_argument(
+        "--set",
+        action="append",
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="override a monitoring setting for this replay, e.g. --set persistence.k=3 (repeatable)",
+    )
+    p.add_argument("--scenario", help="scenario YAML for a generated source (loans: shifts, corruptions)")
+    p.add_argument("--seed", type=int, default=7, help="seed of a generated source")
+    p.add_argument("--no-validate", action="store_true", help="publish landing partitions without the GX suite")
+    p.set_defaults(fn=cmd_replay)
 
     args = ap.parse_args(argv)
     logging.basicConfig(

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -39,7 +40,7 @@ METRICS: dict[str, tuple[str, bool, bool]] = {
     "r2": ("regression", False, True),
 }
 #: the pipelines every model gets, one DAG file each in dags/: ``<model>_<kind>``
-DAG_KINDS = ("features", "training", "deployment", "batch_inference")
+DAG_KINDS = ("features", "training", "deployment", "batch_inference", "monitoring")
 SCHEDULE_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 _NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _DOTTED = r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$"
@@ -212,6 +213,59 @@ class AlertsConfig(_Frozen):
         return v
 
 
+class PersistenceConfig(_Frozen):
+    """Drift must show in ``k`` of the last ``n`` intervals before it counts (1 of 1: the first interval)."""
+
+    k: Annotated[int, Field(ge=1, le=365)] = 1
+    n: Annotated[int, Field(ge=1, le=365)] = 1
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> PersistenceConfig:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) must not exceed n ({self.n}): drift in k of the last n intervals")
+        return self
+
+
+class PerformanceConfig(_Frozen):
+    """Live performance once labels arrive: decay when ``metric`` is ``max_drop`` worse than the champion's test."""
+
+    # None: the gate's primary metric.
+    metric: str | None = None
+    # Absolute, in the metric's units (0.05 of roc_auc; for log_loss an increase of 0.05).
+    max_drop: Annotated[float, Field(gt=0)] = 0.05
+    # Fewer labelled rows than this: too few to judge, never a decay.
+    min_rows: Annotated[int, Field(ge=1)] = 500
+
+
+class MonitoringConfig(_Frozen):
+    """Drift and live-performance checks against the champion's reference profile (``sluice.monitoring``).
+
+    A feature drifts when its Holm- (or BH-) adjusted p-value is below ``alpha`` and the change is large
+    enough to matter: a mean shift of at least ``effect_size_floor`` reference standard deviations (numeric),
+    a category share moving by at least ``share_shift_floor`` or unseen values taking at least
+    ``unseen_share_threshold`` of the rows (categorical), or a PSI of at least ``psi_threshold``. An interval
+    drifts when the drifted features carry at least ``min_drifted_weight`` of the feature importance, when a
+    feature drifted by unseen values (whatever its weight), or when the score distribution drifts
+    (``prediction_psi_threshold``).
+    """
+
+    alpha: Fraction = 0.01
+    correction: Literal["holm", "bh"] = "holm"
+    psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    effect_size_floor: Annotated[float, Field(gt=0)] = 0.2
+    share_shift_floor: Fraction = 0.05
+    unseen_share_threshold: Fraction = 0.05
+    # 0.05: one feature with 5% of the importance suffices (and one of up to 20 equally weighted ones).
+    min_drifted_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
+    prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    persistence: PersistenceConfig = PersistenceConfig()
+    # After a retrain, no drift-triggered retrain for this many days.
+    cooldown_days: Annotated[int, Field(ge=0, le=365)] = 3
+    performance: PerformanceConfig = PerformanceConfig()
+    # Extra days to wait after labels.delay_days before judging live performance (late labels).
+    label_wait_days: Annotated[int, Field(ge=0, le=365)] = 1
+
+
 class ModelConfig(_Frozen):
     name: Name
     owner: str
@@ -233,6 +287,7 @@ class ModelConfig(_Frozen):
     gate: GateConfig
     deploy: DeployConfig = DeployConfig()
     alerts: AlertsConfig
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @field_validator("schedule")
     @classmethod
@@ -261,6 +316,25 @@ class ModelConfig(_Frozen):
             if METRICS[m][1] and not 0 <= v <= 1:
                 raise ValueError(f"gate.floors.{m}: must be between 0 and 1, got {v}")
         return self
+
+    @model_validator(mode="after")
+    def _monitoring_metric(self) -> ModelConfig:
+        m = self.monitoring.performance.metric
+        if m is not None:
+            if m not in METRICS:
+                raise ValueError(
+                    f"monitoring.performance.metric: unknown metric {m!r}; known metrics: {sorted(METRICS)}"
+                )
+            if METRICS[m][0] != self.task:
+                raise ValueError(
+                    f"monitoring.performance.metric: {m!r} is for {METRICS[m][0]}, but task is {self.task!r}"
+                )
+        return self
+
+    @property
+    def monitoring_metric(self) -> str:
+        """The live-performance metric: ``monitoring.performance.metric``, else the gate's primary metric."""
+        return self.monitoring.performance.metric or self.gate.primary_metric
 
     @property
     def config_hash(self) -> str:
@@ -341,8 +415,15 @@ def load_model_config(path: str | Path) -> ModelConfig:
     return parse_model_config(data, str(path))
 
 
-def load_model_configs(directory: str | Path = MODELS_DIR) -> dict[str, ModelConfig]:
-    """All ``*.yaml`` in ``directory``, keyed by model name; duplicate names are an error."""
+def models_dir() -> Path:
+    """Where the model configs live: ``$SLUICE_MODELS_DIR`` (configs kept outside the repository, a test
+    stack of its own), else ``include/models``. DAG files, tasks and servers all read it the same way."""
+    return Path(os.environ.get("SLUICE_MODELS_DIR") or MODELS_DIR)
+
+
+def load_model_configs(directory: str | Path | None = None) -> dict[str, ModelConfig]:
+    """All ``*.yaml`` in ``directory`` (default :func:`models_dir`), keyed by model name; duplicates are an error."""
+    directory = directory or models_dir()
     configs: dict[str, ModelConfig] = {}
     origin: dict[str, Path] = {}
     for path in sorted(Path(directory).glob("*.yaml")):
@@ -354,7 +435,8 @@ def load_model_configs(directory: str | Path = MODELS_DIR) -> dict[str, ModelCon
     return configs
 
 
-def get_model_config(name: str, directory: str | Path = MODELS_DIR) -> ModelConfig:
+def get_model_config(name: str, directory: str | Path | None = None) -> ModelConfig:
+    directory = directory or models_dir()
     configs = load_model_configs(directory)
     if name not in configs:
         raise ConfigError(f"no model named {name!r} in {directory}; known models: {sorted(configs)}")

@@ -39,6 +39,7 @@ def _run_dag(
     conf: dict | None = None,
     tag: str = "",
     dates: list[dt.date] | None = None,
+    instead_of: str | None = None,
 ) -> list[dict]:
     """One Airflow process for all the runs of a DAG; its chatter goes to a log file, not the terminal."""
     out = s.run_dir / f"demo-{dag_id}{tag}.json"
@@ -49,6 +50,8 @@ def _run_dag(
         cmd += ["--from", start.isoformat(), "--to", end.isoformat()]
     if dates:
         cmd += ["--dates", ",".join(d.isoformat() for d in dates)]
+    if instead_of:
+        cmd += ["--instead-of", instead_of]
     if conf:
         cmd += ["--conf", json.dumps(conf)]
     env = {**os.environ, **embedded.airflow_env(s)}
@@ -77,8 +80,13 @@ def run_demo(days: int = 30) -> int:
             n = n or days
             last = first + dt.timedelta(days=n - 1)
             scenario = SCENARIO if model == "loans" else None
-            gen = generate_into_lake(cfg, lake, first, n, scenario_path=scenario)
-            print(f"\n[{model}] landed {gen['landed']} days {first}..{last} in {lake.root}/landing/{cfg.dataset.name}/")
+            # loans: a week more of deliveries, so the labels of the month's last days (7 days late) are there
+            extra = cfg.labels.delay_days if model == "loans" else 0
+            gen = generate_into_lake(cfg, lake, first, n + extra, scenario_path=scenario)
+            print(
+                f"\n[{model}] landed {gen['landed']} days from {first} in {lake.root}/landing/{cfg.dataset.name}/; "
+                f"the demo runs {first}..{last}"
+            )
             t0 = time.monotonic()
             runs = _run_dag(s, cfg.dag_id("features"), first, last)
             print(f"[{model}] {cfg.dag_id('features')}: {len(runs)} runs in {time.monotonic() - t0:.0f}s")
@@ -96,16 +104,25 @@ def run_demo(days: int = 30) -> int:
     return 1 if bad else 0
 
 
-def _deliver(s: embedded.Settings, lake, days: int) -> list[tuple[str, str, dict]]:
-    """Continuous training and delivery over the month, in the order it happens in production:
+def _shift_start() -> dt.date | None:
+    import yaml
 
-    train on the first half -> deploy (infra validation, blue/green, smoke test, champion) -> score the
-    first half's days -> retrain on the month, gated against the champion -> deploy -> score the rest ->
-    one more training the new-partition rule declines.
+    shifts = (yaml.safe_load(SCENARIO.read_text()) or {}).get("covariate_shifts") or []
+    return dt.date.fromisoformat(str(shifts[0]["start"])) if shifts else None
+
+
+def _deliver(s: embedded.Settings, lake, days: int) -> list[tuple[str, str, dict]]:
+    """Training, delivery and monitoring over the month, in the order it happens in production:
+
+    train on the first half -> deploy (infra validation, blue/green, smoke test, champion) -> score the first
+    half -> each later day: score, monitor (drift against the serving version's reference; live performance
+    once labels arrive) -> the scenario's covariate shift is detected -> the monitoring run triggers training
+    (run here in its place, with its conf) -> gate -> deployment -> the rest of the month.
     """
     cfg = get_model_config("loans")
     first = PLAN["loans"][0]
     end, mid = first + dt.timedelta(days=days - 1), first + dt.timedelta(days=days // 2 - 1)
+    shift = _shift_start() or end + dt.timedelta(days=1)
     published = lake.partitions("features", cfg.features.feature_set)
     steps: list[tuple[str, str, dict]] = []
 
@@ -121,13 +138,29 @@ def _deliver(s: embedded.Settings, lake, days: int) -> list[tuple[str, str, dict
             steps.append((kind, what, r))
         return runs[-1]
 
+    def score_and_monitor(when: list[dt.date], what: str) -> list[dict]:
+        if not when:
+            return []
+        run("batch_inference", what, dates=when)
+        run("monitoring", what, dates=when)
+        return [r for k, _, r in steps[-len(when) :] if k == "monitoring"]
+
     run("training", f"first model, data to {mid}", conf={"end_ds": mid.isoformat(), "note": "demo: first model"})
     run("deployment", "the new challenger")
     run("batch_inference", f"days to {mid}", dates=[d for d in published if d <= mid])
-    run("training", f"retrain on the month to {end}", conf={"end_ds": end.isoformat(), "note": "demo: a month"})
-    run("deployment", "the new challenger, if any")
-    run("batch_inference", f"days after {mid}", dates=[d for d in published if mid < d <= end])
-    run("training", "same data again", conf={"end_ds": end.isoformat(), "note": "demo: nothing new"})
+    score_and_monitor([d for d in published if mid < d < shift], f"days {mid + dt.timedelta(days=1)}..{shift}")
+    later = [d for d in published if shift <= d <= end]
+    while later:
+        day, later = later[0], later[1:]
+        (mon,) = score_and_monitor([day], f"ds={day}")
+        triggered = (mon.get("results") or {}).get("retrain_on_drift") or (mon.get("results") or {}).get(
+            "retrain_on_decay"
+        )
+        if triggered:
+            run("training", f"triggered by monitoring of {day}", conf=triggered["conf"], instead_of=triggered["run_id"])
+            run("deployment", "the retrained challenger, if it passed")
+            score_and_monitor(later, f"days after {day}")
+            break
     return steps
 
 
@@ -176,12 +209,41 @@ def _print_live_request(cfg_name: str, lake) -> None:
     print("  (the demo stops the model server at the end; `make up` and a deployment run keep one serving)")
 
 
+def _print_monitoring(runs: list[dict], lake) -> None:
+    """One line per monitored day: which version, drift or not and why, live performance, what was started."""
+    if not runs:
+        return
+    print("\nmonitoring (drift against the reference of the version that scored the day; labels 7 days later):")
+    for run in runs:
+        res, tasks, why = run.get("results") or {}, run["tasks"], run.get("why") or {}
+        drift, perf = res.get("drift") or {}, res.get("performance") or {}
+        verdict = "DRIFT" if drift.get("drift") else "quiet"
+        if perf.get("live") is not None:
+            metric = f"live {perf['metric']} {perf['live']:.3f} (test {perf['reference']:.3f})"
+        else:
+            metric = f"performance: {perf.get('status') or tasks.get('performance', '-')}"
+        if tasks.get("retrain_on_drift") == "success":
+            action = "-> retraining started"
+        elif drift.get("drift"):
+            action = f"-> no retrain: {why.get('retrain_on_drift', '')[:90]}"
+        else:
+            action = ""
+        print(f"  ds={run['ds']} v{drift.get('model_version', '?')}  {verdict:5s}  {metric}  {action}")
+        if drift.get("drift"):
+            for reason in (drift.get("reasons") or [])[:2]:
+                print(f"      {reason}")
+    drifted = [r for r in runs if ((r.get("results") or {}).get("drift") or {}).get("drift")]
+    if drifted:
+        print(f"  drift reports: {lake.uri('reports/loans/drift')}/ds=*/drift.html")
+
+
 def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
     from sluice.deployment import ledger
     from sluice.registry.mlflow_registry import Registry
 
     print("\ncontinuous training and delivery (loans):")
     served: dict[str, list[str]] = {}
+    monitored: list[dict] = []
     for kind, what, run in steps:
         if kind == "training":
             plan = (run.get("results") or {}).get("plan") or {}
@@ -190,6 +252,8 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
                 print(f"      why it trained: {plan['why']}")
         elif kind == "deployment":
             print(f"  deploy ({what}): {_describe_deployment(run)}")
+        elif kind == "monitoring":
+            monitored.append(run)
         elif run["state"] == "success":
             served.setdefault(run["results"]["score"]["model_version"], []).append(run["ds"])
         else:
@@ -198,6 +262,7 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
     for version, ds in served.items():
         print(f"  v{version}: {len(ds)} days, {ds[0]}..{ds[-1]}")
     print(f"  {lake.uri('predictions/loans')}/")
+    _print_monitoring(monitored, lake)
     _print_live_request(cfg_name="loans", lake=lake)
     print("\nalias ledger (python -m sluice models history loans):")
     for line in ledger.format_history(ledger.history(Registry(s.mlflow_url), "loans")).splitlines():

@@ -17,6 +17,7 @@ KINDS_BY_FILE = {
     "training.py": "training",
     "deployment.py": "deployment",
     "batch_inference.py": "batch_inference",
+    "monitoring.py": "monitoring",
 }
 
 PROBE = """

@@ -60,6 +60,14 @@ def stack(request, monkeypatch_module, free_port):
     home = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))  # short: the PostgreSQL socket path is limited
     ports = {"SLUICE_AIRFLOW_PORT": free_port(), "SLUICE_MLFLOW_PORT": free_port(), "SLUICE_SMTP_PORT": free_port()}
     env = {"SLUICE_HOME": str(home), "SLUICE_LAKE": str(home / "lake"), **{k: str(v) for k, v in ports.items()}}
+    models = getattr(request.module, "STACK_MODELS", None)  # {file name: config dict}: a stack of its own models
+    if models:
+        import yaml
+
+        (home / "models").mkdir()
+        for fname, data in models.items():
+            (home / "models" / fname).write_text(yaml.safe_dump(data))
+        env["SLUICE_MODELS_DIR"] = str(home / "models")
     if "mlflow" in services:
         url = f"http://127.0.0.1:{ports['SLUICE_MLFLOW_PORT']}"
         env |= {"MLFLOW_TRACKING_URI": url, "AIRFLOW_CONN_MLFLOW_DEFAULT": url}

@@ -34,6 +34,16 @@ def load_dag(dag_id: str):
     return dag
 
 
+def take_queued_run(dag_id: str, run_id: str) -> bool:
+    """Remove a queued run (one another DAG triggered) that this process is about to run in its place."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        found = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id, DagRun.state == "queued")
+        return bool(found.delete(synchronize_session=False))
+
+
 def run_dates(dag_id: str, dates: list[dt.date | None], conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One ``dag.test`` per date (``None``: a manual run now, as for event-driven DAGs), with ``conf``.
 
@@ -80,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dates", type=_dates, help="comma-separated logical dates (instead of --from/--to)")
     ap.add_argument("--conf", type=json.loads, default=None, help="run conf as JSON (overrides Params)")
     ap.add_argument("--json", type=Path, help="write the per-run results here")
+    ap.add_argument("--instead-of", help="a queued run of this DAG (e.g. triggered by monitoring) to run here instead")
     args = ap.parse_args(argv)
     if bool(args.start) != bool(args.end):
         ap.error("give both --from and --to, or neither (one manual run now)")
@@ -88,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     dates: list[dt.date | None] = list(args.dates) if args.dates else [None]
     if args.start:
         dates = [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+    if args.instead_of:
+        took = take_queued_run(args.dag_id, args.instead_of)
+        print(f"{'took over' if took else 'no queued run'} {args.dag_id} {args.instead_of}", file=sys.stderr)
     results = run_dates(args.dag_id, dates, args.conf)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

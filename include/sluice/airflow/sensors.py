@@ -41,7 +41,9 @@ class PartitionSensor(BaseSensorOperator):
         lake = LakeHook(self.lake_root, self.aws_conn_id).get_conn()
         if lake.storage.exists(self.key):
             self.log.info("%s is already there", lake.uri(self.key))
-            return {"status": "ready", "key": self.key, "uri": lake.uri(self.key), "deferred": False}
+            return self.ready(
+                context, {"status": "ready", "key": self.key, "uri": lake.uri(self.key), "deferred": False}
+            )
         if not self.deferrable:
             return super().execute(context)
         self.log.info(
@@ -60,4 +62,8 @@ class PartitionSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or event.get("status") != "ready":
             raise AirflowException(f"waiting for {self.key} failed: {event}")
-        return {**event, "deferred": True}
+        return self.ready(context, {**event, "deferred": True})
+
+    def ready(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """What the sensor does once the key is there (subclasses compute on it); returns the XCom value."""
+        return event

@@ -118,3 +118,38 @@ def deployment_alert(
         f"<ul>{reasons_html}</ul>{table}<ul>{link_html}</ul>"
     )
     return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>")
+
+
+def retrain_alert(
+    model: str,
+    source: str,
+    ds: str,
+    signal: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    training_dag: str,
+    links: Mapping[str, str],
+) -> Alert:
+    """Drift detected (or live performance decayed): what was seen, and which retraining was started."""
+    what = "drift detected" if source == "drift" else "live performance decayed"
+    subject = f"[sluice] {model}: {what} on ds={ds}, retraining started"
+    reasons = list(signal.get("reasons") or [signal.get("reason", "")])
+    lines = [
+        f"Monitoring of {model} found {what} on ds={ds} (model v{signal.get('model_version', '?')}).",
+        f"Decision: {decision.get('reason', '')}",
+        "",
+        *[f"- {r}" for r in reasons if r],
+        "",
+        f"Started: {training_dag} (its gate decides whether the new model replaces the champion).",
+        "",
+        *[f"{k}: {v}" for k, v in links.items() if v],
+    ]
+    items = "".join(f"<li>{html.escape(str(r))}</li>" for r in reasons if r)
+    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items() if v)
+    page = (
+        f"<p>Monitoring of <b>{html.escape(model)}</b> found <b>{html.escape(what)}</b> on ds={html.escape(ds)} "
+        f"(model v{html.escape(str(signal.get('model_version', '?')))}).</p>"
+        f"<p>Decision: {html.escape(str(decision.get('reason', '')))}</p><ul>{items}</ul>"
+        f"<p>Started: <b>{html.escape(training_dag)}</b>; its gate decides whether the new model replaces the "
+        f"champion.</p><ul>{link_html}</ul>"
+    )
+    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>")

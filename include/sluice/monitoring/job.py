@@ -1,0 +1,239 @@
+"""Monitoring as plain Python over the lake and the registry: drift of an interval against the reference
+profile of the very model version that scored it, live performance once its labels arrive, and the
+feedback decision (retrain or not) with its evidence. The Airflow operators and sensors are thin wrappers.
+
+Reports: ``reports/<model>/drift/ds=D/{drift.json,drift.html}``, ``reports/<model>/performance/ds=D/
+performance.json`` and, when a retrain is started, ``reports/<model>/retrain/ds=D/retrain.json`` -- which
+is also the cooldown's memory, so a rerun of the same interval never starts a second retraining.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sluice.config import ModelConfig
+from sluice.lake import Lake, ds_str
+
+log = logging.getLogger(__name__)
+
+DRIFT, PERFORMANCE, RETRAIN = "drift", "performance", "retrain"
+
+
+class MonitoringError(RuntimeError):
+    """Monitoring cannot judge this interval; the message says what is missing and what to run."""
+
+
+def report_prefix(cfg: ModelConfig, kind: str, ds: dt.date | str) -> str:
+    return f"reports/{cfg.name}/{kind}/ds={ds_str(ds)}"
+
+
+def serving_of(cfg: ModelConfig, lake: Lake, ds: dt.date | str) -> dict[str, Any]:
+    """Which version scored the interval (from the predictions manifest), and the manifest itself."""
+    man = lake.manifest("predictions", cfg.name, ds)
+    if man is None:
+        raise MonitoringError(
+            f"no predictions for {cfg.name} ds={ds_str(ds)} in {lake.root}: run {cfg.dag_id('batch_inference')} first"
+        )
+    return {"model_version": str(man["model_version"]), "model_run_id": man["model_run_id"], "manifest": man}
+
+
+def reference_of(registry: Any, run_id: str) -> dict[str, Any]:
+    """The training run's reference profile, feature importance and test metrics."""
+    with tempfile.TemporaryDirectory() as tmp:
+        profile = json.loads(
+            Path(registry.client.download_artifacts(run_id, "reference_profile.json", tmp)).read_text()
+        )
+        try:
+            importances = json.loads(
+                Path(registry.client.download_artifacts(run_id, "feature_importance.json", tmp)).read_text()
+            )
+        except Exception:  # older runs: equal weights, said so in the result's "weighting"
+            importances = None
+    metrics = registry.run(run_id).data.metrics
+    test = {k.removeprefix("test."): v for k, v in metrics.items() if k.startswith("test.")}
+    return {"profile": profile, "importances": importances, "test_metrics": test}
+
+
+def _parquet_source(lake: Lake, key: str) -> Any:
+    path = lake.storage.local_path(key)
+    return path if path else io.BytesIO(lake.read(key))
+
+
+def interval_chunks(cfg: ModelConfig, lake: Lake, ds: dt.date | str, columns: list[str], batch_rows: int = 65_536):
+    """(feature chunk, scores) pairs over the interval: features streamed in row batches, scores sliced from the
+    predictions partition (written in the features' row order; the ids are checked chunk by chunk)."""
+    import pyarrow.parquet as pq
+
+    fs, id_col = cfg.features.feature_set, cfg.dataset.id_column
+    fman, pman = lake.manifest("features", fs, ds), lake.manifest("predictions", cfg.name, ds)
+    if fman is None:
+        raise MonitoringError(f"no features for {fs} ds={ds_str(ds)}: run {cfg.dag_id('features')} first")
+    if pman is None:
+        raise MonitoringError(f"no predictions for {cfg.name} ds={ds_str(ds)}")
+    pkey = f"{lake.partition_key('predictions', cfg.name, ds)}/{pman['files'][0]['name']}"
+    preds = pq.read_table(_parquet_source(lake, pkey), columns=[id_col, "score"])
+    pred_ids, scores = preds[id_col].to_numpy(), preds["score"].to_numpy()
+    offset = 0
+    for entry in fman["files"]:
+        key = f"{lake.partition_key('features', fs, ds)}/{entry['name']}"
+        pf = pq.ParquetFile(_parquet_source(lake, key), pre_buffer=False)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=[id_col, *columns]):
+            frame = batch.to_pandas()
+            n = len(frame)
+            if not np.array_equal(frame[id_col].to_numpy(), pred_ids[offset : offset + n]):
+                raise MonitoringError(
+                    f"predictions of ds={ds_str(ds)} are not in the order of its features (rows {offset}.."
+                    f"{offset + n}): rescore the day with {cfg.dag_id('batch_inference')}"
+                )
+            yield frame, scores[offset : offset + n]
+            offset += n
+    if offset != len(scores):
+        raise MonitoringError(f"ds={ds_str(ds)}: {offset} feature rows but {len(scores)} predictions; rescore the day")
+
+
+def check_drift(
+    cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str, *, links: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Drift of interval ``ds`` against the profile of the version that scored it; reports written either way."""
+    from sluice.monitoring.drift import DriftAccumulator, feature_rows
+    from sluice.monitoring.report import render_drift_html
+
+    serving = serving_of(cfg, lake, ds)
+    ref = reference_of(registry, serving["model_run_id"])
+    acc = DriftAccumulator(ref["profile"], list(cfg.features.numeric), list(cfg.features.categorical))
+    for frame, scores in interval_chunks(cfg, lake, ds, acc.columns):
+        acc.update(frame, scores)
+    result = acc.result(cfg.monitoring, ref["importances"])
+    result.update(ds=ds_str(ds), model=cfg.name, model_version=serving["model_version"])
+    prefix = report_prefix(cfg, DRIFT, ds)
+    charts = {
+        name: (s["distribution"]["labels"], s["distribution"]["reference"], s["distribution"]["current"] or [])
+        for name, s in [*result["features"].items(), ("prediction", result.get("prediction") or {})]
+        if s.get("distribution") and s["distribution"].get("current") is not None
+    }
+    title = f"{cfg.name} drift, ds={ds_str(ds)}, against the reference of v{serving['model_version']}"
+    page = render_drift_html(title, result, feature_rows(result), charts, links)
+    lake.put_files(prefix, {"drift.json": json.dumps(result, indent=1).encode(), "drift.html": page.encode()})
+    try:
+        registry.client.log_dict(serving["model_run_id"], result, f"monitoring/drift/ds={ds_str(ds)}/drift.json")
+        registry.client.log_text(serving["model_run_id"], page, f"monitoring/drift/ds={ds_str(ds)}/drift.html")
+    except Exception:  # the lake copy is the record; MLflow is a convenience
+        log.exception("could not log the drift report of ds=%s to MLflow", ds_str(ds))
+    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], result["reason"])
+    return {
+        "ds": ds_str(ds),
+        "drift": result["drift"],
+        "reason": result["reason"],
+        "reasons": result["reasons"],
+        "drifted_features": result["drifted_features"],
+        "model_version": serving["model_version"],
+        "rows": result["rows"],
+        "report_json": lake.uri(f"{prefix}/drift.json"),
+        "report_html": lake.uri(f"{prefix}/drift.html"),
+    }
+
+
+def _reports(cfg: ModelConfig, lake: Lake, kind: str) -> Iterator[tuple[dt.date, dict[str, Any]]]:
+    name = {DRIFT: "drift.json", PERFORMANCE: "performance.json", RETRAIN: "retrain.json"}[kind]
+    for key in sorted(lake.list(f"reports/{cfg.name}/{kind}")):
+        if key.endswith(f"/{name}"):
+            ds = dt.date.fromisoformat(key.split("/ds=")[1].split("/")[0])
+            yield ds, json.loads(lake.read(key))
+
+
+def last_retrain(cfg: ModelConfig, lake: Lake, before: dt.date) -> dt.date | None:
+    days = [d for d, _ in _reports(cfg, lake, RETRAIN) if d < before]
+    return days[-1] if days else None
+
+
+def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mapping[str, Any]) -> dict[str, Any]:
+    """Persistence (k of the last n intervals judged against the same version) and the cooldown."""
+    from sluice.monitoring.drift import decide
+
+    day = dt.date.fromisoformat(ds_str(ds))
+    history = [
+        {"ds": d.isoformat(), "drift": r["drift"]}
+        for d, r in _reports(cfg, lake, DRIFT)
+        if d < day and r.get("model_version") == drift["model_version"]
+    ]
+    history.append({"ds": day.isoformat(), "drift": drift["drift"]})
+    decision = decide(history, cfg.monitoring, last_retrain=last_retrain(cfg, lake, day), today=day)
+    return _once_per_interval(cfg, lake, day, {**decision, "retrain": decision["drift"]})
+
+
+def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf: Mapping[str, Any]) -> dict[str, Any]:
+    """Decay starts a retraining too, under the same cooldown (a storm of signals starts at most one)."""
+    day = dt.date.fromisoformat(ds_str(ds))
+    last = last_retrain(cfg, lake, day)
+    since = (day - last).days if last else None
+    decision = {
+        "retrain": bool(perf.get("decay")),
+        "reason": perf.get("reason", ""),
+        "last_retrain": last and str(last),
+    }
+    if decision["retrain"] and since is not None and since < cfg.monitoring.cooldown_days:
+        decision.update(
+            retrain=False,
+            reason=f"no retrain: the last one was {since} day(s) ago, within the "
+            f"{cfg.monitoring.cooldown_days}-day cooldown ({perf.get('reason')})",
+        )
+    return _once_per_interval(cfg, lake, day, decision)
+
+
+def _once_per_interval(cfg: ModelConfig, lake: Lake, day: dt.date, decision: dict[str, Any]) -> dict[str, Any]:
+    record = f"{report_prefix(cfg, RETRAIN, day)}/retrain.json"
+    if decision["retrain"] and lake.storage.exists(record):
+        prior = json.loads(lake.read(record))
+        decision.update(retrain=False, reason=f"already started for this interval: {prior['reason']}", prior=prior)
+    return decision
+
+
+def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str) -> dict[str, Any]:
+    """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric."""
+    import pandas as pd
+
+    from sluice.monitoring.performance import live_metrics, metric_for, performance_check
+
+    serving = serving_of(cfg, lake, ds)
+    ref = reference_of(registry, serving["model_run_id"])
+    preds = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in lake.read_published("predictions", cfg.name, ds)])
+    label_ds = dt.date.fromisoformat(ds_str(ds)) + dt.timedelta(days=cfg.labels.delay_days)
+    files = lake.landing_files("labels", cfg.labels.dataset, label_ds)
+    if not files:
+        raise MonitoringError(f"no labels for ds={ds_str(ds)} in labels/{cfg.labels.dataset}/ds={label_ds}")
+    labels = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in files.values()])
+    metric = metric_for(cfg)
+    live = live_metrics(
+        preds, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
+    )
+    check = performance_check(live, ref["test_metrics"], cfg.monitoring, metric=metric)
+    out = {
+        **check,
+        "ds": ds_str(ds),
+        "model_version": serving["model_version"],
+        "label_ds": label_ds.isoformat(),
+        "live_metrics": live,
+    }
+    key = f"{report_prefix(cfg, PERFORMANCE, ds)}/performance.json"
+    lake.put_files(key.rsplit("/", 1)[0], {"performance.json": json.dumps(out, indent=1).encode()})
+    out["report_json"] = lake.uri(key)
+    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], check["reason"])
+    return out
+
+
+def record_retrain(
+    cfg: ModelConfig, lake: Lake, ds: dt.date | str, *, source: str, reason: str, report: str, run_id: str
+) -> dict[str, Any]:
+    """Remember that interval ``ds`` started a retraining: the cooldown's memory and the idempotency key."""
+    record = {"ds": ds_str(ds), "source": source, "reason": reason, "report": report, "training_run_id": run_id}
+    lake.put_files(report_prefix(cfg, RETRAIN, ds), {"retrain.json": json.dumps(record, indent=1).encode()})
+    return record

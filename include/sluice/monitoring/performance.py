@@ -1,0 +1,174 @@
+"""Live performance: stored predictions joined with the labels that have arrived, against the champion's test.
+
+Drift of the inputs says the world looks different; only labels say whether the model got worse. A concept
+shift (the same inputs, a different outcome) leaves every feature unchanged and is invisible to drift
+checks; it shows here once its labels arrive (``labels.delay_days`` plus ``monitoring.label_wait_days``).
+
+- :func:`join_labels`: predictions (id, score) inner-joined with labels (id, label). Duplicate ids keep the
+  last row (a re-scored prediction, a corrected label); rows without a label are dropped.
+- :func:`live_metrics`: the configured metrics on the joined rows with ``compute_metrics`` (the same kernels
+  as the gate), plus the row counts.
+- :func:`performance_check`: decay when the metric dropped by more than ``performance.max_drop`` (absolute,
+  in the metric's units, oriented so that a drop is always "worse": an increase for log_loss or rmse)
+  below the champion's test metric, and only with at least ``performance.min_rows`` labelled rows.
+
+Results are JSON-safe and carry the reason in words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from sluice.config import ModelConfig, MonitoringConfig
+from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_better
+
+SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
+
+__all__ = ["join_labels", "live_metrics", "metric_for", "performance_check"]
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def metric_for(cfg: ModelConfig) -> str:
+    """The live-performance metric of a model: ``monitoring.performance.metric``, else the gate's primary one."""
+    return cfg.monitoring_metric
+
+
+def join_labels(
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    id_column: str,
+    label_column: str,
+    score_column: str = SCORE,
+) -> pd.DataFrame:
+    """``id, score, label`` for the predicted rows whose label has arrived (see the module doc)."""
+    for frame, what, cols in (
+        (predictions, "predictions", (id_column, score_column)),
+        (labels, "labels", (id_column, label_column)),
+    ):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what} lack columns {missing} (they have {list(frame.columns)})")
+    if score_column == label_column:
+        raise ValueError(f"score and label columns must differ, both are {score_column!r}")
+    p = predictions[[id_column, score_column]].drop_duplicates(id_column, keep="last")
+    y = labels[[id_column, label_column]].dropna(subset=[label_column]).drop_duplicates(id_column, keep="last")
+    return p.merge(y, on=id_column, how="inner", validate="one_to_one")
+
+
+def live_metrics(
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    task: str,
+    metrics: Sequence[str] | str,
+    *,
+    id_column: str,
+    label_column: str,
+    score_column: str = SCORE,
+    k_fraction: float = 0.1,
+) -> dict[str, Any]:
+    """``{"metrics": {name: value or None}, "rows", "predictions", "labels", "unlabelled", "positives"}``.
+
+    ``rows`` is the number of labelled predictions the metrics were computed on; with none, every metric is
+    None. ``positives`` (classification) is the number of label-1 rows among them.
+    """
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    for name in names:
+        check_metric(name, task)
+    joined = join_labels(predictions, labels, id_column=id_column, label_column=label_column, score_column=score_column)
+    n_pred = int(predictions[id_column].nunique())
+    out: dict[str, Any] = {
+        "metrics": dict.fromkeys(names),
+        "rows": int(len(joined)),
+        "predictions": n_pred,
+        "labels": int(labels[id_column].nunique()),
+        "unlabelled": n_pred - int(len(joined)),
+        "positives": None,
+    }
+    if len(joined):
+        y = joined[label_column].to_numpy()
+        values = compute_metrics(task, y, joined[score_column].to_numpy(dtype="float64"), names, k_fraction)
+        out["metrics"] = {k: _f(v) for k, v in values.items()}
+        if task == "classification":
+            out["positives"] = int((y == 1).sum())
+    return out
+
+
+def performance_check(
+    live: Mapping[str, Any],
+    reference_metrics: Mapping[str, Any],
+    settings: MonitoringConfig | None = None,
+    *,
+    metric: str | None = None,
+    rows: int | None = None,
+) -> dict[str, Any]:
+    """Whether the live metric decayed against the champion's test metric (``reference_metrics``).
+
+    ``live`` is a :func:`live_metrics` result (or a plain ``{metric: value}`` mapping with ``rows=`` given).
+    The metric is ``metric``, else ``settings.performance.metric``, else the only metric in ``live``; pass
+    ``metric_for(cfg)`` to follow the config's default (the gate's primary metric). Result::
+
+        {"decay", "status": "decay" | "ok" | "too_few_rows" | "undefined", "metric", "live", "reference",
+         "drop" (positive = worse), "max_drop", "rows", "min_rows", "higher_is_better", "reason"}
+    """
+    st = settings or MonitoringConfig()
+    values = live["metrics"] if isinstance(live.get("metrics"), Mapping) else live
+    if rows is None:
+        if "rows" not in live:
+            raise ValueError("live has no 'rows': pass a live_metrics() result or rows=")
+        rows = int(live["rows"])
+    name = metric or st.performance.metric
+    if name is None:
+        if len(values) != 1:
+            raise ValueError(
+                f"which metric? live has {sorted(values)}; pass metric= (metric_for(cfg): the gate's primary metric)"
+            )
+        name = next(iter(values))
+    check_metric(name)
+    higher = higher_is_better(name)
+    cur = _f(values.get(name))
+    ref = _f(reference_metrics.get(name))
+    max_drop, min_rows = st.performance.max_drop, st.performance.min_rows
+    drop = None if cur is None or ref is None else (ref - cur if higher else cur - ref)
+    out: dict[str, Any] = {
+        "decay": False,
+        "status": "ok",
+        "metric": name,
+        "live": cur,
+        "reference": ref,
+        "drop": drop,
+        "max_drop": max_drop,
+        "rows": int(rows),
+        "min_rows": min_rows,
+        "higher_is_better": higher,
+    }
+    worse = "dropped" if higher else "rose"
+    if rows < min_rows:
+        out["status"] = "too_few_rows"
+        out["reason"] = f"not judged: {rows} labelled rows, fewer than the {min_rows} needed"
+    elif drop is None:
+        out["status"] = "undefined"
+        which = "live" if cur is None else "reference"
+        out["reason"] = f"not judged: the {which} {name} is undefined (e.g. roc_auc with a single class)"
+    elif drop > max_drop + 1e-12:  # 0.80 - 0.75 is 0.05000000000000004: a drop of exactly max_drop is allowed
+        out["decay"], out["status"] = True, "decay"
+        out["reason"] = (
+            f"decay: {name} {worse} from {ref:.4f} (champion's test) to {cur:.4f} on {rows} labelled rows, "
+            f"a change of {drop:.4f} > {max_drop:g}"
+        )
+    else:
+        out["reason"] = (
+            f"ok: {name} {cur:.4f} vs {ref:.4f} (champion's test) on {rows} labelled rows, "
+            f"{'a drop' if drop > 0 else 'no drop'} of {max(drop, 0.0):.4f} <= {max_drop:g}"
+        )
+    return out
