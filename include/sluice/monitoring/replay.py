@@ -116,7 +116,7 @@ def prepare_lake(
     """Published features for every day of ``start..end`` that can have them; ``{"landed", "published",
     "quarantined": {ds: reason}, "missing": [ds]}``.
 
-    Days already published are kept. A demo source (loans, flights) lands the days that have no landing
+    Days already published are kept. A demo source of sluice.datagen lands the days that have no landing
     partition, and the label partitions the lake lacks (generated aside and copied: partitions already in the
     lake are never overwritten); other datasets must already be landed. Each landing partition is checked
     with the model's GX suite first (``validate``), and a failing day is quarantined, not published.

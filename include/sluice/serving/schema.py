@@ -83,7 +83,7 @@ def parse_records(payload: Any, schema: Sequence[FieldSpec], max_rows: int) -> p
             break
     if problems:
         raise RequestError(422, "; ".join(problems))
-    # Column by column with the dtype set once: 10x faster than from_records + astype for one row.
+    # Column by column with the dtype set once: about 2x faster than from_records + astype for one row.
     return pd.DataFrame(
         {
             spec.name: pd.Series(
