@@ -225,7 +225,7 @@ def _print_monitoring(runs: list[dict], lake) -> None:
         if tasks.get("retrain_on_drift") == "success":
             action = "-> retraining started"
         elif drift.get("drift"):
-            action = f"-> no retrain: {why.get('retrain_on_drift', '')[:90]}"
+            action = f"-> {why.get('retrain_on_drift', 'no retrain')[:110]}"
         else:
             action = ""
         print(f"  ds={run['ds']} v{drift.get('model_version', '?')}  {verdict:5s}  {metric}  {action}")
