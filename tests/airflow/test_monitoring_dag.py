@@ -5,6 +5,7 @@ report and mails the owners, the same interval rerun starts nothing more, the ne
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 
@@ -39,13 +40,25 @@ def run(dag, ds: dt.date):
     return {ti.task_id: str(ti.state) for ti in tis}, {ti.task_id: ti for ti in tis}
 
 
+@pytest.fixture
+def loans_registry(mlflow_server):
+    """The registered model ``loans`` in the session's MLflow server, deleted afterwards: other tests expect
+    to register the first ``loans`` version themselves."""
+    registry = Registry(mlflow_server)
+    yield registry
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        registry.client.delete_registered_model("loans")
+
+
 def training_runs() -> list:
     from airflow.models import DagRun
 
     return DagRun.find(dag_id="loans_training")
 
 
-def test_quiet_day_shift_retrain_once_then_cooldown(monitoring_dag, lake_root, smtp_sink, mlflow_server, tmp_path):
+def test_quiet_day_shift_retrain_once_then_cooldown(monitoring_dag, lake_root, smtp_sink, loans_registry, tmp_path):
     cfg = get_model_config("loans")
     lake = open_lake()
     scenario = tmp_path / "shift.yaml"
@@ -54,7 +67,7 @@ def test_quiet_day_shift_retrain_once_then_cooldown(monitoring_dag, lake_root, s
     generate_into_lake(cfg, lake, START, 33, scenario_path=scenario, rows_per_day=1200)  # labels to day 26
     for i in range(26):
         publish_features(cfg, lake, START + dt.timedelta(days=i))
-    registry = Registry(mlflow_server)
+    registry = loans_registry
     trained = job.train(
         cfg, lake, registry, end_ds=QUIET - dt.timedelta(days=1), window_days=19, dag_id="t", run_id="first"
     )
