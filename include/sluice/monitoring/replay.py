@@ -33,7 +33,8 @@ one training window while retraining); the result holds one small row per day.
 :func:`replay` returns a JSON-safe dict: ``days`` (per day: rows, serving version, drift verdict and
 per-feature rows, decisions, live performance, retraining), ``alarms`` (each drifted day with its drifted
 features, by importance, and their reasons), ``retrains`` (reason, window, gate decision with its failing
-rules and metrics), ``quarantined`` days and a ``summary``. :func:`format_summary` renders the summary.
+rules and metrics), ``prepared`` (days published, quarantined with the reason, missing) and a ``summary``.
+:func:`format_summary` renders the summary.
 """
 
 from __future__ import annotations
@@ -648,6 +649,8 @@ def _replay(
                 row["decay_decision"] = decision
                 if perf.get("decay"):
                     events.append(f"DECAY of {interval} (v{perf['model_version']}): {perf['reason']}")
+                    if not decision["retrain"]:
+                        events.append(decision["reason"].split(" (decay:")[0])
                 if decision["retrain"]:
                     rec = retrain(ds, interval, "performance", decision["reason"])
                     row["retrain"] = _retrain_brief(rec)
