@@ -225,11 +225,10 @@ def _drift_table(result: dict) -> str:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from sluice.config import MonitoringConfig, load_model_config
-    from sluice.monitoring.drift import drift_from_parquet
+    from sluice.monitoring.drift import checked_features, drift_from_parquet
 
     cfg = load_model_config(args.config) if args.config else None
-    numeric = list(cfg.features.numeric) if cfg else None
-    categorical = list(cfg.features.categorical) if cfg else None
+    numeric, categorical, not_checked = checked_features(cfg) if cfg else (None, None, None)
     settings = cfg.monitoring if cfg else MonitoringConfig()
     try:
         importances = None
@@ -255,7 +254,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if not current.is_file():
             raise ValueError(f"{current}: no such file")
         # its errors name the file
-        result = drift_from_parquet(profile, current, settings, importances, numeric=numeric, categorical=categorical)
+        result = drift_from_parquet(
+            profile, current, settings, importances, numeric=numeric, categorical=categorical, not_checked=not_checked
+        )
     except ValueError as exc:
         print(f"drift: {exc}", file=sys.stderr)
         return 1
@@ -272,6 +273,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if skipped:
         print("skipped columns: " + ", ".join(f"{c} ({why})" for c, why in skipped.items()))
     print(_drift_table(result))
+    if result["not_checked"]:
+        print("not checked: " + "; ".join(f"{c} ({why})" for c, why in result["not_checked"].items()))
     print(f"\ndecision: {'DRIFT' if result['drift'] else 'no drift'}")
     print(result["reason"])
     return 0

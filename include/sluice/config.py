@@ -264,6 +264,10 @@ class MonitoringConfig(_Frozen):
     performance: PerformanceConfig = PerformanceConfig()
     # Extra days to wait after labels.delay_days before judging live performance (late labels).
     label_wait_days: Annotated[int, Field(ge=0, le=365)] = 1
+    # Features the drift check leaves out, with the reason shown in every report, e.g.
+    # {origin_event_count: "a count of today's events, a new value every day by design"}. Calendar parts of the
+    # timestamp that cannot vary within one interval (dayofweek of a daily model) are left out without listing.
+    exclude_features: dict[str, Annotated[str, Field(min_length=1)]] = {}
 
 
 class ModelConfig(_Frozen):
@@ -329,6 +333,17 @@ class ModelConfig(_Frozen):
                 raise ValueError(
                     f"monitoring.performance.metric: {m!r} is for {METRICS[m][0]}, but task is {self.task!r}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_features(self) -> ModelConfig:
+        features = {*self.features.numeric, *self.features.categorical}
+        unknown = sorted(set(self.monitoring.exclude_features) - features)
+        if unknown:
+            raise ValueError(
+                f"monitoring.exclude_features: {unknown} are not features of this model "
+                f"(features.numeric and features.categorical: {sorted(features)})"
+            )
         return self
 
     @property

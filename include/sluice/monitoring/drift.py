@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sluice.config import MonitoringConfig
+from sluice.config import ModelConfig, MonitoringConfig
 from sluice.training.profile import OTHER, categorical_profile, edges_array, numeric_profile
 
 #: Shares are floored at this before the PSI's logarithm (an empty bin on one side is not an infinite PSI).
@@ -64,6 +64,7 @@ MIN_ID_ROWS = 20
 __all__ = [
     "DriftAccumulator",
     "adjust_pvalues",
+    "checked_features",
     "chi2_homogeneity",
     "decide",
     "drift_from_parquet",
@@ -75,6 +76,59 @@ __all__ = [
     "read_profile",
     "welch_test",
 ]
+
+
+# ---- which features a model's drift check covers ---------------------------------------------------------
+
+#: How long a calendar part of a timestamp stays the same (ranked), and how long a schedule's interval is.
+_PART_SPAN = {"hour": 0, "day": 1, "dayofweek": 1, "day_of_week": 1, "dayofyear": 1, "day_of_year": 1}
+_PART_SPAN |= {"week": 2, "month": 3, "quarter": 4, "year": 5}
+_PRESET_SPAN = {"@hourly": 0, "@daily": 1, "@weekly": 2, "@monthly": 3, "@yearly": 5}
+_SPAN_NAME = {0: "hourly", 1: "daily", 2: "weekly", 3: "monthly", 5: "yearly"}
+
+
+def _interval_span(schedule: str) -> int | None:
+    """The rank of a schedule's interval in ``_PART_SPAN`` terms; None when its intervals are irregular."""
+    if schedule in _PRESET_SPAN:
+        return _PRESET_SPAN[schedule]
+    from croniter import croniter
+
+    it = croniter(schedule, dt.datetime(2025, 1, 1))
+    fires = [it.get_next(dt.datetime) for _ in range(14)]
+    hours = {round((b - a).total_seconds() / 3600) for a, b in zip(fires, fires[1:], strict=False)}
+    for span, allowed in ((0, {1}), (1, {24}), (2, {168}), (3, {24 * d for d in range(28, 32)})):
+        if hours <= allowed:
+            return span
+    return 5 if hours <= {24 * 365, 24 * 366} else None
+
+
+def checked_features(cfg: ModelConfig) -> tuple[list[str], list[str], dict[str, str]]:
+    """``(numeric, categorical, not_checked)``: the features a drift check of ``cfg`` tests, and why the others
+    are left out.
+
+    Left out: ``monitoring.exclude_features`` (with the reason given there), and the calendar parts of the
+    dataset's timestamp (``datetime_parts`` on ``dataset.timestamp_column``) that cannot vary within one
+    scheduled interval -- the day of week of a daily model holds one value per interval, so against a reference
+    of many days it "drifts" every day and says nothing.
+    """
+    skip = dict(cfg.monitoring.exclude_features)
+    span = _interval_span(cfg.schedule)
+    for t in cfg.features.transforms:
+        if span is None or not t.fn.endswith(":datetime_parts"):
+            continue
+        column = t.params.get("column")
+        if column != cfg.dataset.timestamp_column:
+            continue
+        prefix = t.params.get("prefix")
+        prefix = prefix if prefix is not None else f"{column}_"
+        for part in t.params.get("parts", ("hour", "dayofweek")):
+            name = f"{prefix}{part}"
+            if _PART_SPAN.get(part, -1) >= span and name not in skip:
+                skip[name] = f"calendar part ({part}) of {column}: one value per {_SPAN_NAME[span]} interval"
+    numeric = [c for c in cfg.features.numeric if c not in skip]
+    categorical = [c for c in cfg.features.categorical if c not in skip]
+    listed = {*cfg.features.numeric, *cfg.features.categorical}
+    return numeric, categorical, {c: why for c, why in skip.items() if c in listed}
 
 
 # ---- statistics (pure) -----------------------------------------------------------------------------------
@@ -380,7 +434,9 @@ class DriftAccumulator:
     ``numeric``/``categorical`` default to every feature of the profile, by its kind. ``update(chunk,
     scores=None)`` takes a DataFrame (or a pyarrow RecordBatch/Table) holding at least those columns, and the
     model's scores for its rows when the score distribution should be checked too (the profile must then have a
-    ``prediction`` entry). ``result(settings, importances)`` may be called at any point.
+    ``prediction`` entry). ``result(settings, importances)`` may be called at any point. ``not_checked``
+    (feature -> why, from :func:`checked_features`) is carried into the result so every report says what was
+    left out.
     """
 
     def __init__(
@@ -388,6 +444,7 @@ class DriftAccumulator:
         profile: Mapping[str, Any],
         numeric: Sequence[str] | None = None,
         categorical: Sequence[str] | None = None,
+        not_checked: Mapping[str, str] | None = None,
     ) -> None:
         feats = profile.get("features") if isinstance(profile, Mapping) else None
         if not isinstance(feats, Mapping):
@@ -417,6 +474,7 @@ class DriftAccumulator:
         self.categorical = {c: _Categorical(feats[c]) for c in categorical}
         pred = profile.get("prediction")
         self.prediction = _Numeric(pred) if pred is not None and _check_entry("prediction", pred) == "numeric" else None
+        self.not_checked = dict(not_checked or {})
         self.scores_seen = False
         self.rows = 0
 
@@ -501,6 +559,7 @@ class DriftAccumulator:
                 "by_prediction": by_prediction,
                 "weighting": weighting,
                 "features": stats,
+                "not_checked": self.not_checked,
                 "prediction": pred,
                 "settings": st.model_dump(mode="json"),
             }
@@ -748,6 +807,7 @@ def drift_from_parquet(
     *,
     numeric: Sequence[str] | None = None,
     categorical: Sequence[str] | None = None,
+    not_checked: Mapping[str, str] | None = None,
     score_column: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> dict[str, Any]:
@@ -761,7 +821,7 @@ def drift_from_parquet(
 
     if batch_rows < 1:
         raise ValueError(f"batch_rows={batch_rows!r}: must be >= 1")
-    acc = DriftAccumulator(profile, numeric, categorical)
+    acc = DriftAccumulator(profile, numeric, categorical, not_checked)
     where = str(source) if isinstance(source, str | Path) else getattr(source, "name", "parquet input")
     try:
         pf = pq.ParquetFile(source, pre_buffer=False)

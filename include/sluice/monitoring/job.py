@@ -104,12 +104,12 @@ def check_drift(
     cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str, *, links: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Drift of interval ``ds`` against the profile of the version that scored it; reports written either way."""
-    from sluice.monitoring.drift import DriftAccumulator, feature_rows
+    from sluice.monitoring.drift import DriftAccumulator, checked_features, feature_rows
     from sluice.monitoring.report import render_drift_html
 
     serving = serving_of(cfg, lake, ds)
     ref = reference_of(registry, serving["model_run_id"])
-    acc = DriftAccumulator(ref["profile"], list(cfg.features.numeric), list(cfg.features.categorical))
+    acc = DriftAccumulator(ref["profile"], *checked_features(cfg))
     for frame, scores in interval_chunks(cfg, lake, ds, acc.columns):
         acc.update(frame, scores)
     result = acc.result(cfg.monitoring, ref["importances"])

@@ -372,10 +372,10 @@ def _training_round(
 
 def _score_and_drift(cfg: ModelConfig, lake: Lake, ds: dt.date, champ: _Model) -> tuple[dict, np.ndarray, np.ndarray]:
     """The champion's scores of day ``ds`` and the drift verdict, as ``check_drift`` judges it."""
-    from sluice.monitoring.drift import DriftAccumulator
+    from sluice.monitoring.drift import DriftAccumulator, checked_features
     from sluice.training.model import feature_columns, predict_scores
 
-    acc = DriftAccumulator(champ.profile, list(cfg.features.numeric), list(cfg.features.categorical))
+    acc = DriftAccumulator(champ.profile, *checked_features(cfg))
     key = cfg.labels.join_key
     columns = list(dict.fromkeys([key, *feature_columns(cfg), *acc.columns]))
     ids, scores = [], []

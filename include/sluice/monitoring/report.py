@@ -75,6 +75,11 @@ def render_drift_html(
             f"<td>{mark}<br><small>{html.escape(str(r.get('reason') or ''))}</small></td>"
             "</tr>"
         )
+    not_checked = "".join(
+        f"<li><b>{html.escape(str(c))}</b>: {html.escape(str(why))}</li>"
+        for c, why in (decision.get("not_checked") or {}).items()
+    )
+    not_checked = f"<p>Not checked:</p><ul>{not_checked}</ul>" if not_checked else ""
     head = "".join(
         f"<th>{h}</th>"
         for h in ("feature", "reference vs current", "PSI", "statistic", "p (adj.)", "effect", "unseen", "verdict")
@@ -88,5 +93,5 @@ def render_drift_html(
         f'<p style="font-size:18px">Decision: <b style="color:{color}">{verdict}</b></p><ul>{reasons}</ul>'
         f'<p><span style="color:{REF_COLOR}">&#9632;</span> reference (the model\'s training data) '
         f'<span style="color:{CUR_COLOR}">&#9632;</span> current interval</p>'
-        f"<table><tr>{head}</tr>{''.join(cells)}</table><ul>{link_html}</ul></body></html>"
+        f"<table><tr>{head}</tr>{''.join(cells)}</table>{not_checked}<ul>{link_html}</ul></body></html>"
     )

@@ -19,6 +19,7 @@ from sluice.config import MODELS_DIR, ConfigError, MonitoringConfig, get_model_c
 from sluice.monitoring.drift import (
     DriftAccumulator,
     adjust_pvalues,
+    checked_features,
     chi2_homogeneity,
     decide,
     drift_from_parquet,
@@ -30,6 +31,7 @@ from sluice.monitoring.drift import (
     read_profile,
     welch_test,
 )
+from sluice.monitoring.report import render_drift_html
 from sluice.training.profile import OTHER, bin_proportions, numeric_profile
 
 pytestmark = pytest.mark.unit
@@ -433,6 +435,7 @@ def test_monitoring_defaults_and_existing_configs_stay_valid() -> None:
         ({"performance": {"metric": "rmse"}}, ["monitoring.performance.metric", "'rmse' is for regression"]),
         ({"performance": {"metric": "auroc"}}, ["unknown metric 'auroc'"]),
         ({"psi": 0.2}, ["monitoring.psi", "unknown key", "psi_threshold"]),
+        ({"exclude_features": {"credit_scor": "typo"}}, ["monitoring.exclude_features", "['credit_scor']"]),
     ],
 )
 def test_bad_monitoring_settings_name_file_and_key(tmp_path: Path, section: dict, needles: list[str]) -> None:
@@ -465,3 +468,34 @@ def test_pyarrow_dictionary_batches_count_like_strings(profile) -> None:
     dict_read = pq.read_table(buf, read_dictionary=["c", "k"]).to_pandas()
     assert isinstance(dict_read["c"].dtype, pd.CategoricalDtype)
     assert_same(check(profile, dict_read), check(profile, cur))
+
+
+def test_calendar_parts_that_cannot_vary_within_an_interval_are_not_checked(tmp_path: Path) -> None:
+    loans = get_model_config("loans")
+    numeric, categorical, not_checked = checked_features(loans)
+    # applied_at is daily: the hour varies within the day and is checked, the day of week cannot and is not
+    assert "applied_hour" in numeric and "applied_dayofweek" not in numeric
+    assert not_checked == {"applied_dayofweek": "calendar part (dayofweek) of applied_at: one value per daily interval"}
+    assert categorical == list(loans.features.categorical)
+    flights = checked_features(get_model_config("flights"))
+    assert set(flights[2]) == {"dep_month", "dep_dayofweek"} and "hour" in flights[0]
+
+    data = yaml.safe_load((MODELS_DIR / "loans.yaml").read_text())
+    data["schedule"] = "0 * * * *"  # hourly: now the hour is constant within an interval too
+    data["monitoring"] = {"exclude_features": {"region": "re-cut by the sales team every week"}}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    numeric, categorical, not_checked = checked_features(load_model_config(path))
+    assert {"applied_hour", "applied_dayofweek", "region"} == set(not_checked)
+    assert not_checked["region"] == "re-cut by the sales team every week" and "region" not in categorical
+    data["schedule"] = "0 0 * * 1-5"  # weekdays: Friday's interval spans the weekend, nothing is constant
+    data["monitoring"] = {}
+    path.write_text(yaml.safe_dump(data))
+    assert checked_features(load_model_config(path))[2] == {}
+
+
+def test_features_left_out_are_named_in_the_result(profile) -> None:
+    r = DriftAccumulator(profile, ["x"], ["c"], not_checked={"y": "calendar part"}).update(frame(5000, 5)).result()
+    assert set(r["features"]) == {"x", "c"} and r["not_checked"] == {"y": "calendar part"}
+    page = render_drift_html("t", r, feature_rows(r), {})
+    assert "Not checked" in page and "<b>y</b>: calendar part" in page

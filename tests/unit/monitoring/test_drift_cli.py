@@ -96,7 +96,9 @@ def test_with_a_model_config_uses_its_features_and_training_profile(capsys, tmp_
     )  # fmt: skip
     assert code == 0
     result = json.loads(out)
-    assert set(result["features"]) == {*cfg.features.numeric, *cfg.features.categorical}
+    # every feature of the config but the day of week, which has one value per daily interval
+    assert set(result["features"]) == {*cfg.features.numeric, *cfg.features.categorical} - {"applied_dayofweek"}
+    assert list(result["not_checked"]) == ["applied_dayofweek"]
     assert "application_id" not in result["features"] and result["features"]["interest_rate"]["drifted"]
 
 
