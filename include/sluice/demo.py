@@ -209,8 +209,9 @@ def _print_live_request(cfg_name: str, lake) -> None:
     print("  (the demo stops the model server at the end; `make up` and a deployment run keep one serving)")
 
 
-def _print_monitoring(runs: list[dict], lake) -> None:
-    """One line per monitored day: which version, drift or not and why, live performance, what was started."""
+def _print_monitoring(runs: list[dict], lake, learned: list[tuple[str, str]]) -> None:
+    """One line per monitored day: which version, drift or not and why, live performance, what was started.
+    ``learned``: (window end, newest labelled row) of each model trained, oldest first."""
     if not runs:
         return
     print("\nmonitoring (drift against the reference of the version that scored the day; labels 7 days later):")
@@ -225,7 +226,7 @@ def _print_monitoring(runs: list[dict], lake) -> None:
         if tasks.get("retrain_on_drift") == "success":
             action = "-> retraining started"
         elif drift.get("drift"):
-            action = f"-> {why.get('retrain_on_drift', 'no retrain')[:110]}"
+            action = f"-> {why.get('retrain_on_drift', 'no retrain')}"
         else:
             action = ""
         print(f"  ds={run['ds']} v{drift.get('model_version', '?')}  {verdict:5s}  {metric}  {action}")
@@ -235,6 +236,16 @@ def _print_monitoring(runs: list[dict], lake) -> None:
     drifted = [r for r in runs if ((r.get("results") or {}).get("drift") or {}).get("drift")]
     if drifted:
         print(f"  drift reports: {lake.uri('reports/loans/drift')}/ds=*/drift.html")
+    if learned and drifted and drifted[0]["ds"] <= learned[-1][0] < drifted[-1]["ds"]:
+        cfg = get_model_config("loans")
+        first = next(r["ds"] for r in drifted)
+        end, through = learned[-1]
+        print(
+            f"  why the drift goes on after the retrain: the retrain of {end} could only learn from rows whose labels "
+            f"had arrived, up to {through}; the shift began on {first}. Against the new champion's reference the "
+            f"new applicants are still new, so monitoring keeps saying so, and the {cfg.monitoring.cooldown_days}-day "
+            f"cooldown holds the next retrain until their labels ({cfg.labels.delay_days} days late) have arrived."
+        )
 
 
 def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
@@ -244,12 +255,21 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
     print("\ncontinuous training and delivery (loans):")
     served: dict[str, list[str]] = {}
     monitored: list[dict] = []
+    learned: list[tuple[str, str]] = []
     for kind, what, run in steps:
         if kind == "training":
             plan = (run.get("results") or {}).get("plan") or {}
             print(f"  train  ({what}): {_describe_training(run)}")
             if plan.get("why"):
                 print(f"      why it trained: {plan['why']}")
+            trained = (run.get("results") or {}).get("train") or {}
+            if trained.get("labelled_through"):
+                learned.append((trained["end_ds"], trained["labelled_through"]))
+                print(
+                    f"      learned from: rows to {trained['labelled_through']} in the {trained['window_days']}-day "
+                    f"window to {trained['end_ds']} (labels arrive {get_model_config('loans').labels.delay_days} "
+                    "days late)"
+                )
         elif kind == "deployment":
             print(f"  deploy ({what}): {_describe_deployment(run)}")
         elif kind == "monitoring":
@@ -262,7 +282,7 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
     for version, ds in served.items():
         print(f"  v{version}: {len(ds)} days, {ds[0]}..{ds[-1]}")
     print(f"  {lake.uri('predictions/loans')}/")
-    _print_monitoring(monitored, lake)
+    _print_monitoring(monitored, lake, learned)
     _print_live_request(cfg_name="loans", lake=lake)
     print("\nalias ledger (python -m sluice models history loans):")
     for line in ledger.format_history(ledger.history(Registry(s.mlflow_url), "loans")).splitlines():

@@ -16,6 +16,7 @@ from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
 from sluice.deployment import job, ledger
 from sluice.deployment.artifact import release_of
+from sluice.deployment.infra import LATENCY_ROUNDS, infra_validate
 from sluice.deployment.local import LocalTarget
 from sluice.deployment.targets import DeploymentError
 from sluice.lake import Lake, LocalStorage
@@ -140,6 +141,22 @@ def test_a_corrupted_artifact_is_refused_and_the_champion_keeps_serving(
     assert target.current().version == v1 and target.invoke(example.head(2).to_dict(orient="records"))
     report = lake.read(f"reports/{cfg.name}/deployments/v{v2}/infra_validation.json")
     assert b'"passed": false' in report
+
+
+def test_a_latency_budget_no_server_can_meet_is_retried_and_refused(
+    cfg, lake, frame, target, register_model, mlflow_server
+):
+    registry = Registry(mlflow_server)
+    v1, _ = register_model(cfg, fit(cfg, frame), frame[feature_columns(cfg)].head(3))
+    budget = cfg.deploy.infra_validation.model_copy(update={"max_latency_ms_p95": 0.001, "sample_rows": 20})
+    strict = cfg.model_copy(update={"deploy": cfg.deploy.model_copy(update={"infra_validation": budget})})
+    report = infra_validate(strict, lake, release_of(registry, strict.name, v1), settings=target.settings)
+    [latency] = [c for c in report["checks"] if c["check"] == "latency_p95_ms"]
+    rounds = report["latency_ms"]["rounds_p95"]
+    assert not report["passed"] and not latency["passed"]
+    assert len(rounds) == LATENCY_ROUNDS and report["latency_ms"]["p95"] == min(rounds) == latency["observed"]
+    assert f"best of {LATENCY_ROUNDS} rounds" in latency["message"]
+    assert [c["check"] for c in report["checks"] if not c["passed"]] == ["latency_p95_ms"]
 
 
 def test_a_model_that_fails_on_live_traffic_is_rolled_back(cfg, lake, frame, target, register_model, mlflow_server):

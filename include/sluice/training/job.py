@@ -173,6 +173,7 @@ def train(
     """Snapshot -> training-set suite -> fit -> one MLflow run with everything a reviewer needs."""
     import mlflow
     import mlflow.sklearn
+    import pandas as pd
 
     from sluice.training.model import (
         feature_columns,
@@ -199,6 +200,11 @@ def train(
     }
     label = cfg.labels.column
     cols = feature_columns(cfg)
+    ts = cfg.dataset.timestamp_column
+    # Labels arrive labels.delay_days late: the newest rows the model can learn from are older than end_ds.
+    labelled_through = (
+        str(pd.Timestamp(snap.frame[ts].max()).date()) if ts in snap.frame.columns and len(snap.frame) else None
+    )
     with mlflow.start_run(
         experiment_id=registry.experiment_id(cfg.name), run_name=f"{cfg.name}-{end_ds}", tags=tags
     ) as run:
@@ -208,6 +214,7 @@ def train(
                 **{f"estimator.{k}": v for k, v in cfg.training.estimator.params.items()},
                 "window_days": window_days,
                 "window_end": end_ds.isoformat(),
+                "labelled_through": labelled_through,
                 "seed": cfg.training.seed,
                 "rows.train": len(train_df),
                 "rows.validation": len(val_df),
@@ -259,6 +266,7 @@ def train(
         "manifest_sha256": snap.manifest_sha256,
         "end_ds": end_ds.isoformat(),
         "window_days": window_days,
+        "labelled_through": labelled_through,
         "model_size_mb": size_mb,
         "latency_ms": latency,
         "validation_metrics": val_metrics,
@@ -268,51 +276,61 @@ def train(
 # --------------------------------------------------------------------------------------------- evaluate
 
 
-def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[str, Any]) -> dict[str, Any]:
-    """Candidate and current champion on the same test rows: metrics, slices, paired bootstrap CI."""
-    import mlflow
-    import mlflow.sklearn
-
+def compare(cfg: ModelConfig, test_df: Any, candidate: Any, champion: Any | None) -> dict[str, Any]:
+    """Candidate (and champion, if any) scored on the same test rows: the gate's metrics, slices and the paired
+    bootstrap of the primary metric. Pure: the models are in memory, nothing is logged; the training DAG's
+    ``evaluate`` and the monitoring replay share it. ``champion`` is filled in by the caller."""
     from sluice.evaluation.bootstrap import paired_bootstrap
-    from sluice.evaluation.gate import json_safe
     from sluice.evaluation.metrics import compute_metrics, slice_metrics
     from sluice.training.model import predict_scores
 
-    if not trained.get("suite_passed"):
-        return {"skipped": "training-set suite failed", "champion": None}
-    end = dt.date.fromisoformat(trained["end_ds"])
-    _, _, _, test_df = _split(cfg, lake, end, int(trained["window_days"]), trained["manifest_sha256"])
-    label, g = cfg.labels.column, cfg.gate
-    y = test_df[label].to_numpy()
-    cand_scores = predict_scores(mlflow.sklearn.load_model(trained["model_uri"]), test_df, cfg.task)
+    g = cfg.gate
+    y = test_df[cfg.labels.column].to_numpy()
+    cand = predict_scores(candidate, test_df, cfg.task)
     slices = {c: test_df[c].to_numpy() for c in g.slice_columns}
     out: dict[str, Any] = {
         "test_rows": len(test_df),
-        "candidate": compute_metrics(cfg.task, y, cand_scores, g.metrics),
-        "candidate_slices": slice_metrics(cfg.task, y, cand_scores, slices, g.primary_metric) if slices else None,
+        "candidate": compute_metrics(cfg.task, y, cand, g.metrics),
+        "candidate_slices": slice_metrics(cfg.task, y, cand, slices, g.primary_metric) if slices else None,
         "champion": None,
     }
-    champ = registry.by_alias(cfg.name, CHAMPION)
-    if champ is not None:
-        champ_scores = predict_scores(
-            mlflow.sklearn.load_model(f"models:/{cfg.name}/{champ.version}"), test_df, cfg.task
-        )
+    if champion is not None:
+        champ = predict_scores(champion, test_df, cfg.task)
         boot = paired_bootstrap(
             cfg.task,
             g.primary_metric,
             y,
-            cand_scores,
-            champ_scores,
+            cand,
+            champ,
             n_samples=g.bootstrap_samples,
             confidence=g.confidence,
             seed=cfg.training.seed,
         )
         out.update(
-            champion={"version": champ.version, "run_id": champ.run_id},
-            champion_metrics=compute_metrics(cfg.task, y, champ_scores, g.metrics),
-            champion_slices=slice_metrics(cfg.task, y, champ_scores, slices, g.primary_metric) if slices else None,
+            champion_metrics=compute_metrics(cfg.task, y, champ, g.metrics),
+            champion_slices=slice_metrics(cfg.task, y, champ, slices, g.primary_metric) if slices else None,
             bootstrap=boot.to_dict(),
         )
+    return out
+
+
+def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[str, Any]) -> dict[str, Any]:
+    """Candidate and current champion on the same test rows: metrics, slices, paired bootstrap CI."""
+    import mlflow
+    import mlflow.sklearn
+
+    from sluice.evaluation.gate import json_safe
+
+    if not trained.get("suite_passed"):
+        return {"skipped": "training-set suite failed", "champion": None}
+    end = dt.date.fromisoformat(trained["end_ds"])
+    _, _, _, test_df = _split(cfg, lake, end, int(trained["window_days"]), trained["manifest_sha256"])
+    candidate = mlflow.sklearn.load_model(trained["model_uri"])
+    champ = registry.by_alias(cfg.name, CHAMPION)
+    champion = mlflow.sklearn.load_model(f"models:/{cfg.name}/{champ.version}") if champ is not None else None
+    out = compare(cfg, test_df, candidate, champion)
+    if champ is not None:
+        out["champion"] = {"version": champ.version, "run_id": champ.run_id}
     client = registry.client
     rid = trained["run_id"]
     for k, v in out["candidate"].items():
