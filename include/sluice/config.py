@@ -243,7 +243,9 @@ class MonitoringConfig(_Frozen):
     A feature drifts when its Holm- (or BH-) adjusted p-value is below ``alpha`` and the change is large
     enough to matter: a mean shift of at least ``effect_size_floor`` reference standard deviations (numeric),
     a category share moving by at least ``share_shift_floor`` or unseen values taking at least
-    ``unseen_share_threshold`` of the rows (categorical), or a PSI of at least ``psi_threshold``. An interval
+    ``unseen_share_threshold`` of the rows (categorical), or a PSI of at least ``psi_threshold``; a clustered
+    numeric feature (rows of an interval not independent) when its interval mean is ``interval_z_threshold``
+    sd of the reference's interval means away from them. An interval
     drifts when the drifted features carry at least ``min_drifted_weight`` of the feature importance, when a
     feature drifted by unseen values (whatever its weight), or when the score distribution drifts
     (``prediction_psi_threshold``).
@@ -258,6 +260,10 @@ class MonitoringConfig(_Frozen):
     # 0.05: one feature with 5% of the importance suffices (and one of up to 20 equally weighted ones).
     min_drifted_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
     prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    # A numeric feature (or the scores) whose mean moved between the reference's intervals by at least
+    # effect_size_floor sd is "clustered" (its rows share e.g. the hour's weather): it drifts only when the
+    # interval's mean lies this many sd of the reference's interval means away from their mean.
+    interval_z_threshold: Annotated[float, Field(gt=0)] = 3.0
     persistence: PersistenceConfig = PersistenceConfig()
     # After a retrain, no drift-triggered retrain for this many days.
     cooldown_days: Annotated[int, Field(ge=0, le=365)] = 3

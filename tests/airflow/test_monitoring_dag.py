@@ -109,6 +109,7 @@ def test_quiet_day_shift_retrain_once_then_cooldown(monitoring_dag, lake_root, s
     assert len(runs) == before + 1
     (new,) = [r for r in runs if r.run_id.startswith(f"drift__{SHIFTED}__")]
     assert new.conf["reason"].startswith(f"drift on ds={SHIFTED}: drift") and new.conf["report"].endswith("drift.html")
+    assert new.conf["end_ds"] == str(SHIFTED), "the retrain is trained as of the interval that drifted"
     (mail,) = read_outbox(smtp_sink)
     assert mail["Subject"] == f"[sluice] loans: drift detected on ds={SHIFTED}, retraining started"
     assert "credit_score" in mail.get_body(("plain",)).get_content()

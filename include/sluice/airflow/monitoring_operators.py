@@ -126,7 +126,9 @@ class RetrainOperator(TriggerDagRunOperator):
                 retrain_alert(cfg.name, self.source, self.ds, signal, decision, cfg.dag_id("training"), links),
                 cfg.alerts.emails,
             )
-        self.conf = {"reason": reason[:480], "report": report}
+        # Trained as of the interval that raised the signal: a backfilled or late monitoring run retrains on the
+        # data of its own day, not on whatever was published since, so the run is the same whenever it runs.
+        self.conf = {"reason": reason[:480], "report": report, "end_ds": str(self.ds)}
         self.trigger_run_id = run_id
         context["ti"].xcom_push(
             key="return_value", value={"dag_id": self.trigger_dag_id, "run_id": run_id, "conf": self.conf}

@@ -47,7 +47,15 @@ import numpy as np
 import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
-from sluice.training.profile import OTHER, categorical_profile, edges_array, numeric_profile
+from sluice.training.profile import (
+    OTHER,
+    PART_SPAN,
+    SPAN_NAME,
+    categorical_profile,
+    edges_array,
+    interval_span,
+    numeric_profile,
+)
 
 #: Shares are floored at this before the PSI's logarithm (an empty bin on one side is not an infinite PSI).
 PSI_EPS = 1e-4
@@ -58,6 +66,8 @@ MAX_TRACKED_UNSEEN = 1000
 TOP_UNSEEN = 5
 #: Rows per record batch read from parquet.
 BATCH_ROWS = 1 << 16
+#: Reference intervals needed before a feature's day-to-day variation is trusted (see ``_interval_test``).
+MIN_REFERENCE_INTERVALS = 5
 #: An integer or string column of at least this many rows with every value distinct is an identifier.
 MIN_ID_ROWS = 20
 
@@ -80,27 +90,6 @@ __all__ = [
 
 # ---- which features a model's drift check covers ---------------------------------------------------------
 
-#: How long a calendar part of a timestamp stays the same (ranked), and how long a schedule's interval is.
-_PART_SPAN = {"hour": 0, "day": 1, "dayofweek": 1, "day_of_week": 1, "dayofyear": 1, "day_of_year": 1}
-_PART_SPAN |= {"week": 2, "month": 3, "quarter": 4, "year": 5}
-_PRESET_SPAN = {"@hourly": 0, "@daily": 1, "@weekly": 2, "@monthly": 3, "@yearly": 5}
-_SPAN_NAME = {0: "hourly", 1: "daily", 2: "weekly", 3: "monthly", 5: "yearly"}
-
-
-def _interval_span(schedule: str) -> int | None:
-    """The rank of a schedule's interval in ``_PART_SPAN`` terms; None when its intervals are irregular."""
-    if schedule in _PRESET_SPAN:
-        return _PRESET_SPAN[schedule]
-    from croniter import croniter
-
-    it = croniter(schedule, dt.datetime(2025, 1, 1))
-    fires = [it.get_next(dt.datetime) for _ in range(14)]
-    hours = {round((b - a).total_seconds() / 3600) for a, b in zip(fires, fires[1:], strict=False)}
-    for span, allowed in ((0, {1}), (1, {24}), (2, {168}), (3, {24 * d for d in range(28, 32)})):
-        if hours <= allowed:
-            return span
-    return 5 if hours <= {24 * 365, 24 * 366} else None
-
 
 def checked_features(cfg: ModelConfig) -> tuple[list[str], list[str], dict[str, str]]:
     """``(numeric, categorical, not_checked)``: the features a drift check of ``cfg`` tests, and why the others
@@ -112,7 +101,7 @@ def checked_features(cfg: ModelConfig) -> tuple[list[str], list[str], dict[str, 
     of many days it "drifts" every day and says nothing.
     """
     skip = dict(cfg.monitoring.exclude_features)
-    span = _interval_span(cfg.schedule)
+    span = interval_span(cfg.schedule)
     for t in cfg.features.transforms:
         if span is None or not t.fn.endswith(":datetime_parts"):
             continue
@@ -123,8 +112,8 @@ def checked_features(cfg: ModelConfig) -> tuple[list[str], list[str], dict[str, 
         prefix = prefix if prefix is not None else f"{column}_"
         for part in t.params.get("parts", ("hour", "dayofweek")):
             name = f"{prefix}{part}"
-            if _PART_SPAN.get(part, -1) >= span and name not in skip:
-                skip[name] = f"calendar part ({part}) of {column}: one value per {_SPAN_NAME[span]} interval"
+            if PART_SPAN.get(part, -1) >= span and name not in skip:
+                skip[name] = f"calendar part ({part}) of {column}: one value per {SPAN_NAME[span]} interval"
     numeric = [c for c in cfg.features.numeric if c not in skip]
     categorical = [c for c in cfg.features.categorical if c not in skip]
     listed = {*cfg.features.numeric, *cfg.features.categorical}
@@ -517,10 +506,10 @@ class DriftAccumulator:
         st = settings or MonitoringConfig()
         stats: dict[str, dict[str, Any]] = {}
         for c, state in self.numeric.items():
-            stats[c] = _numeric_stats(state)
+            stats[c] = _numeric_stats(state, st)
         for c, state in self.categorical.items():
             stats[c] = _categorical_stats(state)
-        pred = _numeric_stats(self.prediction) if self.prediction is not None and self.scores_seen else None
+        pred = _numeric_stats(self.prediction, st) if self.prediction is not None and self.scores_seen else None
 
         family = [*stats.values(), *([pred] if pred is not None else [])]
         adjusted = adjust_pvalues([s["p_value"] for s in family], st.correction)
@@ -566,7 +555,7 @@ class DriftAccumulator:
         )
 
 
-def _numeric_stats(state: _Numeric) -> dict[str, Any]:
+def _numeric_stats(state: _Numeric, st: MonitoringConfig) -> dict[str, Any]:
     e = state.entry
     p_ref = np.asarray(e["proportions"], dtype="float64")
     n_ref = int(e["n"])
@@ -617,7 +606,42 @@ def _numeric_stats(state: _Numeric) -> dict[str, Any]:
         name, stat, p = min(tests, key=lambda x: x[2])
         out["test"], out["statistic"] = name, _f(stat)
         out["p_value"] = min(1.0, p * len(tests))
+    _interval_test(out, e.get("between_intervals"), sd_ref, st)
     return out
+
+
+def _interval_test(
+    out: dict[str, Any], between: Mapping[str, Any] | None, sd_ref: float | None, st: MonitoringConfig
+) -> None:
+    """Judge the interval's mean against the reference's interval means when rows are not independent.
+
+    When the training rows' interval means varied by at least ``effect_size_floor`` reference sd from one
+    interval to the next (far more than independent rows allow: sd / sqrt(rows)), the rows of an interval
+    share something (every row of an hour joined to the same hourly reading, say) and every ordinary
+    interval differs from the pooled rows by more than the floor. Such a feature is ``clustered``: its test
+    is then where the interval's mean falls among the reference's interval means (a t prediction interval
+    over ``intervals - 1`` degrees of freedom), and it drifts only outside ``interval_z_threshold`` of their
+    spread.
+    """
+
+    from scipy.stats import t as student_t
+
+    out["clustered"] = False
+    if not between or out["mean"] is None or not sd_ref:
+        return
+    k, spread, centre = between.get("intervals") or 0, _f(between.get("std_of_means")), _f(between.get("mean_of_means"))
+    if k < MIN_REFERENCE_INTERVALS or not spread or centre is None or spread < st.effect_size_floor * sd_ref:
+        return
+    z = (out["mean"] - centre) / spread
+    t = z / math.sqrt(1 + 1 / k)
+    out.update(
+        clustered=True,
+        interval_z=z,
+        between_intervals={"intervals": k, "mean_of_means": centre, "std_of_means": spread},
+        test="interval_mean_t",
+        statistic=_f(t),
+        p_value=float(2 * student_t.sf(abs(t), k - 1)),
+    )
 
 
 def _categorical_stats(state: _Categorical) -> dict[str, Any]:
@@ -700,7 +724,16 @@ def _judge(name: str, s: dict[str, Any], st: MonitoringConfig, psi_threshold: fl
     if s["psi"] >= psi_threshold:
         criteria.append("psi")
     p_txt = _fmt_p(s["p_adjusted"])
-    if s["kind"] == "numeric":
+    if s["kind"] == "numeric" and s.get("clustered"):
+        z, bi = s["interval_z"], s["between_intervals"]
+        criteria = ["interval_mean"] if abs(z) >= st.interval_z_threshold else []
+        detail = (
+            f"interval mean {s['mean']:.4g} is {z:+.2f} sd of the reference's interval means ({p_txt}; "
+            f"{bi['intervals']} reference intervals, means {bi['mean_of_means']:.4g} +- {bi['std_of_means']:.3g}: "
+            "the rows of an interval are not independent), PSI {:.3f}".format(s["psi"])
+        )
+        floors = f"the {st.interval_z_threshold:g} sd band of the reference's interval means"
+    elif s["kind"] == "numeric":
         effect = s["effect"]
         if effect is not None and abs(effect) >= st.effect_size_floor:
             criteria.append("mean_shift")

@@ -323,7 +323,7 @@ def test_false_alarms_over_fifty_stationary_intervals(profile) -> None:
 
 
 def test_profiles_of_the_loans_features_work_unchanged() -> None:
-    """A profile made by training's ``reference_profile``; the day-of-week feature drifts daily by design."""
+    """A profile made by training's ``reference_profile``, every feature checked (the day of week included)."""
     from sluice.datagen import loans
     from sluice.features.pipeline import build_features
     from sluice.training.profile import reference_profile
@@ -341,7 +341,11 @@ def test_profiles_of_the_loans_features_work_unchanged() -> None:
         return acc.update(cur).result(cfg.monitoring, imp)
 
     clean = run()
-    assert clean["drifted_features"] == ["applied_dayofweek"] and not clean["drift"]
+    assert clean["drifted_features"] == [] and not clean["drift"], clean["reasons"]
+    # one value per day: judged among the reference's daily means (0..6), not as 1500 independent rows
+    dow = clean["features"]["applied_dayofweek"]
+    assert dow["clustered"] and dow["psi"] > 5 and abs(dow["interval_z"]) < 1
+    assert not any(clean["features"][c]["clustered"] for c in ("credit_score", "loan_amount", "applied_hour"))
     shift = loans.Scenario(covariate_shifts=(loans.NumericShift(start=day, column="credit_score", shift_sd=0.3),))
     shifted = run(shift)
     assert shifted["drift"] and "credit_score" in shifted["drifted_features"]
@@ -499,3 +503,38 @@ def test_features_left_out_are_named_in_the_result(profile) -> None:
     assert set(r["features"]) == {"x", "c"} and r["not_checked"] == {"y": "calendar part"}
     page = render_drift_html("t", r, feature_rows(r), {})
     assert "Not checked" in page and "<b>y</b>: calendar part" in page
+
+
+def test_a_feature_shared_within_the_day_is_judged_among_daily_means_not_as_independent_rows() -> None:
+    """Like the weather of a flight: one day's rows share a few readings, so an ordinary day sits in one or two
+    reference bins (a huge PSI, p ~ 0 over its rows) while only an extreme day is drift."""
+    rng = np.random.default_rng(11)
+    days, rows = 40, 900
+
+    def day_frame(level: float, x_shift: float = 0.0) -> pd.DataFrame:
+        return pd.DataFrame({"w": level + rng.normal(0, 0.3, rows), "x": rng.normal(10 + 2 * x_shift, 2, rows)})
+
+    levels = rng.normal(50, 8, days)
+    ref = pd.concat([day_frame(v) for v in levels], ignore_index=True)
+    labels = np.repeat(np.arange(days), rows)
+    prof = {
+        "features": {c: numeric_profile(ref[c], 10, labels) for c in ("w", "x")},
+        "prediction": None,
+        "meta": {"rows": len(ref)},
+    }
+    assert prof["features"]["w"]["between_intervals"]["std_of_means"] == pytest.approx(levels.std(ddof=1), rel=0.01)
+
+    def run(cur: pd.DataFrame) -> dict:
+        return DriftAccumulator(prof, ["w", "x"], []).update(cur).result()
+
+    ordinary = run(day_frame(float(levels.mean()) + 8.0))  # one sd of the day-to-day spread
+    w = ordinary["features"]["w"]
+    assert w["clustered"] and w["psi"] > 1 and not w["drifted"] and not ordinary["drift"], w["reason"]
+    assert "interval mean" in w["reason"] and "not independent" in w["reason"]
+    storm = run(day_frame(float(levels.mean()) + 6 * 8.0))
+    assert storm["features"]["w"]["drifted"] and storm["features"]["w"]["criteria"] == ["interval_mean"]
+    assert storm["drift"]
+    # independent rows are unaffected: x is not clustered and its 0.3 sd shift is caught as before
+    shifted = run(day_frame(float(levels.mean()), x_shift=0.3))
+    assert not shifted["features"]["x"]["clustered"] and shifted["features"]["x"]["drifted"]
+    assert not shifted["features"]["w"]["drifted"]
