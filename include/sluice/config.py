@@ -235,6 +235,8 @@ class PerformanceConfig(_Frozen):
     max_drop: Annotated[float, Field(gt=0)] = 0.05
     # Fewer labelled rows than this: too few to judge, never a decay.
     min_rows: Annotated[int, Field(ge=1)] = 500
+    # Decay must show in k of the last n labelled intervals before it starts a retrain (1 of 1: the first).
+    persistence: PersistenceConfig = PersistenceConfig()
 
 
 class MonitoringConfig(_Frozen):

@@ -897,8 +897,12 @@ def decide(
     *,
     last_retrain: dt.date | str | None = None,
     today: dt.date | str | None = None,
+    signal: tuple[str, str] = ("drift", "drifted"),
 ) -> dict[str, Any]:
     """Whether drift calls for retraining now, from the interval results so far (oldest first).
+
+    ``signal`` names the signal in the reason (``("decay", "decayed")`` for live performance; the entries keep
+    the key ``drift``).
 
     Each entry is a ``result()`` (or just its ``drift`` bool), optionally with ``"ds"``: its interval's date.
     Drift counts when at least ``persistence.k`` of the last ``persistence.n`` intervals drifted; intervals
@@ -934,17 +938,18 @@ def decide(
         since = (day - retrain).days
         cooldown.update(days_since_retrain=since, active=0 <= since < st.cooldown_days)
     drift = persisted and not cooldown["active"]
+    noun, verb = signal
     if not entries:
-        reason = "no drift: no intervals since the last retrain" if retrain else "no drift: no intervals yet"
+        reason = f"no {noun}: no intervals since the last retrain" if retrain else f"no {noun}: no intervals yet"
     elif drift:
-        reason = f"drift: {drifted} of the last {len(window)} intervals drifted (needs {k} of {n})"
+        reason = f"{noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
     elif persisted:
         reason = (
-            f"no retrain: {drifted} of the last {len(window)} intervals drifted, but the last retrain was "
+            f"no retrain: {drifted} of the last {len(window)} intervals {verb}, but the last retrain was "
             f"{cooldown['days_since_retrain']} day(s) ago, within the {st.cooldown_days}-day cooldown"
         )
     else:
-        reason = f"no drift: {drifted} of the last {len(window)} intervals drifted (needs {k} of {n})"
+        reason = f"no {noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
     return {
         "drift": drift,
         "latest_drift": latest,

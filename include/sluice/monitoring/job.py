@@ -171,22 +171,21 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
 
 
 def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf: Mapping[str, Any]) -> dict[str, Any]:
-    """Decay starts a retraining too, under the same cooldown (a storm of signals starts at most one)."""
+    """Decay starts a retraining when it persists (``performance.persistence``), under the same cooldown."""
+    from sluice.monitoring.performance import decide_on_decay
+
     day = dt.date.fromisoformat(ds_str(ds))
     last = last_retrain(cfg, lake, day)
-    since = (day - last).days if last else None
-    decision = {
-        "retrain": bool(perf.get("decay")),
-        "reason": perf.get("reason", ""),
-        "last_retrain": last and str(last),
-    }
-    if decision["retrain"] and since is not None and since < cfg.monitoring.cooldown_days:
-        decision.update(
-            retrain=False,
-            reason=f"no retrain: the last one was {since} day(s) ago, within the "
-            f"{cfg.monitoring.cooldown_days}-day cooldown ({perf.get('reason')})",
-        )
-    return _once_per_interval(cfg, lake, day, decision)
+    history = [
+        {"ds": d.isoformat(), "decay": bool(r.get("decay"))}
+        for d, r in _reports(cfg, lake, PERFORMANCE)
+        if d < day and r.get("model_version") == perf.get("model_version")
+    ]
+    history.append({"ds": day.isoformat(), "decay": bool(perf.get("decay"))})
+    decision = decide_on_decay(history, cfg.monitoring, last_retrain=last, today=day)
+    if perf.get("decay"):
+        decision["reason"] = f"{decision['reason']} ({perf.get('reason')})"
+    return _once_per_interval(cfg, lake, day, {**decision, "last_retrain": last and str(last)})
 
 
 def _once_per_interval(cfg: ModelConfig, lake: Lake, day: dt.date, decision: dict[str, Any]) -> dict[str, Any]:

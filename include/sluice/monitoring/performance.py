@@ -8,6 +8,8 @@ checks; it shows here once its labels arrive (``labels.delay_days`` plus ``monit
   last row (a re-scored prediction, a corrected label); rows without a label are dropped.
 - :func:`live_metrics`: the configured metrics on the joined rows with ``compute_metrics`` (the same kernels
   as the gate), plus the row counts.
+- :func:`decide_on_decay`: whether decays start a retraining: ``performance.persistence`` (k of the last n
+  labelled intervals of the same version) and the cooldown, as :func:`~sluice.monitoring.drift.decide`.
 - :func:`performance_check`: decay when the metric dropped by more than ``performance.max_drop`` (absolute,
   in the metric's units, oriented so that a drop is always "worse": an increase for log_loss or rmse)
   below the champion's test metric, and only with at least ``performance.min_rows`` labelled rows.
@@ -28,7 +30,7 @@ from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_b
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
 
-__all__ = ["join_labels", "live_metrics", "metric_for", "performance_check"]
+__all__ = ["decide_on_decay", "join_labels", "live_metrics", "metric_for", "performance_check"]
 
 
 def _f(x: Any) -> float | None:
@@ -172,3 +174,38 @@ def performance_check(
             f"{'a drop' if drop > 0 else 'no drop'} of {max(drop, 0.0):.4f} <= {max_drop:g}"
         )
     return out
+
+
+def decide_on_decay(
+    history: Sequence[Mapping[str, Any]],
+    settings: MonitoringConfig | None = None,
+    *,
+    last_retrain: Any = None,
+    today: Any = None,
+) -> dict[str, Any]:
+    """Whether live-performance decay calls for retraining now.
+
+    ``history``: the labelled intervals judged against the serving version, oldest first, each ``{"ds",
+    "decay"}`` (a :func:`performance_check` result with its ``ds``). One noisy day is not a trend: decay must
+    show in ``performance.persistence.k`` of the last ``n`` intervals, and never within ``cooldown_days`` of
+    the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals", "k", "n", "cooldown"}``.
+    """
+    from sluice.monitoring.drift import decide
+
+    st = settings or MonitoringConfig()
+    entries = []
+    for i, e in enumerate(history):
+        if not isinstance(e, Mapping) or "decay" not in e:
+            raise ValueError(f"history[{i}]: expected a performance result (a mapping with 'decay')")
+        entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
+    rule = st.model_copy(update={"persistence": st.performance.persistence})
+    d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
+    return {
+        "retrain": d["drift"],
+        "reason": d["reason"],
+        "decayed_intervals": d["drifted_intervals"],
+        "intervals": d["intervals"],
+        "k": d["k"],
+        "n": d["n"],
+        "cooldown": d["cooldown"],
+    }

@@ -545,6 +545,7 @@ def _replay(
 
         versions: dict[int, dict[str, Any]] = {1: _version_info(champion)}  # no models kept: bounded memory
         history: list[dict[str, Any]] = []  # drift verdicts of intervals, with the version that was judged
+        decays: list[dict[str, Any]] = []  # live-performance verdicts of labelled intervals, likewise
         retrain_days: dict[dt.date, dict[str, Any]] = {}  # interval ds -> retrain record: cooldown + once
         pending: collections.OrderedDict[dt.date, tuple[_Model, np.ndarray, np.ndarray]] = collections.OrderedDict()
         days_out: list[dict[str, Any]] = []
@@ -618,7 +619,11 @@ def _replay(
             perf = _live(cfg, lk, interval, ds, scored) if scored is not None else None
             if perf is not None:
                 row["performance"] = perf
-                decision = _decay_decision(settings, interval, perf, last_retrain(interval), retrain_days)
+                decays.append(
+                    {"ds": interval.isoformat(), "decay": bool(perf.get("decay")), "v": perf["model_version"]}
+                )
+                same_v = [h for h in decays if h["v"] == perf["model_version"]]
+                decision = _decay_decision(settings, interval, perf, same_v, last_retrain(interval), retrain_days)
                 row["decay_decision"] = decision
                 if perf.get("decay"):
                     events.append(f"DECAY of {interval} (v{perf['model_version']}): {perf['reason']}")
@@ -676,18 +681,17 @@ def _decay_decision(
     settings: MonitoringConfig,
     interval: dt.date,
     perf: Mapping[str, Any],
+    history: list[dict[str, Any]],
     last: dt.date | None,
     retrain_days: Mapping[dt.date, Any],
 ) -> dict[str, Any]:
-    """``sluice.monitoring.job.decide_on_performance``: decay starts a retraining, under the same cooldown."""
-    since = (interval - last).days if last else None
-    out = {"retrain": bool(perf.get("decay")), "reason": perf.get("reason", ""), "last_retrain": last and str(last)}
-    if out["retrain"] and since is not None and since < settings.cooldown_days:
-        out.update(
-            retrain=False,
-            reason=f"no retrain: the last one was {since} day(s) ago, within the {settings.cooldown_days}-day "
-            f"cooldown ({perf.get('reason')})",
-        )
+    """``sluice.monitoring.job.decide_on_performance``: persistent decay starts a retraining, under the cooldown."""
+    from sluice.monitoring.performance import decide_on_decay
+
+    out = decide_on_decay(history, settings, last_retrain=last, today=interval)
+    if perf.get("decay"):
+        out["reason"] = f"{out['reason']} ({perf.get('reason')})"
+    out["last_retrain"] = last and str(last)
     if out["retrain"] and interval in retrain_days:
         out.update(retrain=False, reason=f"already started for this interval: {out['reason']}")
     return out
