@@ -60,7 +60,12 @@ def reference_of(registry: Any, run_id: str) -> dict[str, Any]:
             importances = None
     metrics = registry.run(run_id).data.metrics
     test = {k.removeprefix("test."): v for k, v in metrics.items() if k.startswith("test.")}
-    return {"profile": profile, "importances": importances, "test_metrics": test}
+    per_interval: dict[str, dict[str, float]] = {}  # test_interval.<metric>.<mean|std|intervals>
+    for k, v in metrics.items():
+        if k.startswith("test_interval."):
+            metric, _, stat = k.removeprefix("test_interval.").rpartition(".")
+            per_interval.setdefault(metric, {"metric": metric})[stat] = v
+    return {"profile": profile, "importances": importances, "test_metrics": test, "interval_metrics": per_interval}
 
 
 def _parquet_source(lake: Lake, key: str) -> Any:
@@ -214,7 +219,9 @@ def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date |
     live = live_metrics(
         preds, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
     )
-    check = performance_check(live, ref["test_metrics"], cfg.monitoring, metric=metric)
+    check = performance_check(
+        live, ref["test_metrics"], cfg.monitoring, metric=metric, per_interval=ref["interval_metrics"].get(metric)
+    )
     out = {
         **check,
         "ds": ds_str(ds),

@@ -12,7 +12,8 @@ checks; it shows here once its labels arrive (``labels.delay_days`` plus ``monit
   labelled intervals of the same version) and the cooldown, as :func:`~sluice.monitoring.drift.decide`.
 - :func:`performance_check`: decay when the metric dropped by more than ``performance.max_drop`` (absolute,
   in the metric's units, oriented so that a drop is always "worse": an increase for log_loss or rmse)
-  below the champion's test metric, and only with at least ``performance.min_rows`` labelled rows.
+  below the champion's test metric (its mean over the test set's intervals when it has them: what one
+  interval scores), and only with at least ``performance.min_rows`` labelled rows.
 
 Results are JSON-safe and carry the reason in words.
 """
@@ -29,6 +30,8 @@ from sluice.config import ModelConfig, MonitoringConfig
 from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_better
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
+#: Test intervals needed before their mean replaces the pooled test metric as the reference.
+MIN_REFERENCE_INTERVALS = 5
 
 __all__ = ["decide_on_decay", "join_labels", "live_metrics", "metric_for", "performance_check"]
 
@@ -113,8 +116,15 @@ def performance_check(
     *,
     metric: str | None = None,
     rows: int | None = None,
+    per_interval: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Whether the live metric decayed against the champion's test metric (``reference_metrics``).
+
+    ``per_interval`` (the champion's ``interval_metric``: the metric on each scheduled interval of its test
+    rows, ``{"mean", "std", "intervals"}``) is the reference when it covers at least
+    ``MIN_REFERENCE_INTERVALS`` intervals: one monitored interval is compared with what one test interval
+    scored, not with the pooled test set (on rows that share a day's conditions, the pooled metric also
+    ranks the days against each other and sits above a typical day's).
 
     ``live`` is a :func:`live_metrics` result (or a plain ``{metric: value}`` mapping with ``rows=`` given).
     The metric is ``metric``, else ``settings.performance.metric``, else the only metric in ``live``; pass
@@ -140,6 +150,14 @@ def performance_check(
     higher = higher_is_better(name)
     cur = _f(values.get(name))
     ref = _f(reference_metrics.get(name))
+    against, kind = "champion's test", "pooled"
+    enough = per_interval and (per_interval.get("intervals") or 0) >= MIN_REFERENCE_INTERVALS
+    if enough and _f(per_interval.get("mean")) is not None:
+        ref, kind = _f(per_interval["mean"]), "per_interval"
+        spread = _f(per_interval.get("std"))
+        against = f"champion's mean over {int(per_interval['intervals'])} test intervals" + (
+            f", sd {spread:.4f}" if spread is not None else ""
+        )
     max_drop, min_rows = st.performance.max_drop, st.performance.min_rows
     drop = None if cur is None or ref is None else (ref - cur if higher else cur - ref)
     out: dict[str, Any] = {
@@ -153,6 +171,7 @@ def performance_check(
         "rows": int(rows),
         "min_rows": min_rows,
         "higher_is_better": higher,
+        "reference_kind": kind,
     }
     worse = "dropped" if higher else "rose"
     if rows < min_rows:
@@ -165,12 +184,12 @@ def performance_check(
     elif drop > max_drop + 1e-12:  # 0.80 - 0.75 is 0.05000000000000004: a drop of exactly max_drop is allowed
         out["decay"], out["status"] = True, "decay"
         out["reason"] = (
-            f"decay: {name} {worse} from {ref:.4f} (champion's test) to {cur:.4f} on {rows} labelled rows, "
+            f"decay: {name} {worse} from {ref:.4f} ({against}) to {cur:.4f} on {rows} labelled rows, "
             f"a change of {drop:.4f} > {max_drop:g}"
         )
     else:
         out["reason"] = (
-            f"ok: {name} {cur:.4f} vs {ref:.4f} (champion's test) on {rows} labelled rows, "
+            f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows, "
             f"{'a drop' if drop > 0 else 'no drop'} of {max(drop, 0.0):.4f} <= {max_drop:g}"
         )
     return out

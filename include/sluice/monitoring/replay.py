@@ -232,6 +232,7 @@ class _Model:
         self.profile = trained.pop("profile")
         self.importances = trained.pop("importances")
         self.test_metrics = dict(evaluation.get("candidate") or {})
+        self.interval_metric = evaluation.get("candidate_intervals")
         self.window = trained["window"]
 
 
@@ -380,7 +381,8 @@ def _live(
         labels[key] = labels[key].astype(preds[key].dtype)
     metric = metric_for(cfg)
     live = live_metrics(preds, labels, cfg.task, [metric], id_column=key, label_column=cfg.labels.column)
-    check = performance_check(live, model.test_metrics, cfg.monitoring, metric=metric)
+    per_interval = model.interval_metric if (model.interval_metric or {}).get("metric") == metric else None
+    check = performance_check(live, model.test_metrics, cfg.monitoring, metric=metric, per_interval=per_interval)
     return {"ds": ds.isoformat(), "label_ds": label_ds.isoformat(), "model_version": model.version, **check}
 
 

@@ -275,6 +275,40 @@ def train(
 
 # --------------------------------------------------------------------------------------------- evaluate
 
+#: Test rows an interval needs before its own metric is computed (see ``interval_metric``).
+MIN_INTERVAL_ROWS = 30
+
+
+def interval_metric(cfg: ModelConfig, test_df: Any, scores: Any) -> dict[str, Any] | None:
+    """The live-performance metric on each scheduled interval of the test rows: what one monitored interval
+    should score. On rows that share a day's conditions the pooled metric is higher than a typical day's (it
+    also ranks the days against each other), so live performance is judged against these, not the pooled one.
+    ``{"metric", "intervals", "mean", "std", "values"}``; None without a timestamp or with < 2 intervals."""
+    from sluice.evaluation.metrics import compute_metrics
+    from sluice.training.profile import interval_labels
+
+    labels = interval_labels(test_df, cfg)
+    if labels is None:
+        return None
+    metric, y, s = cfg.monitoring_metric, test_df[cfg.labels.column].to_numpy(), np.asarray(scores)
+    values = {}
+    for key in sorted(set(labels)):
+        rows = labels == key
+        if rows.sum() >= MIN_INTERVAL_ROWS:
+            v = compute_metrics(cfg.task, y[rows], s[rows], [metric])[metric]
+            if np.isfinite(v):
+                values[str(key)] = float(v)
+    if len(values) < 2:
+        return None
+    arr = np.array(list(values.values()))
+    return {
+        "metric": metric,
+        "intervals": len(arr),
+        "mean": float(arr.mean()),
+        "std": float(arr.std(ddof=1)),
+        "values": values,
+    }
+
 
 def compare(cfg: ModelConfig, test_df: Any, candidate: Any, champion: Any | None) -> dict[str, Any]:
     """Candidate (and champion, if any) scored on the same test rows: the gate's metrics, slices and the paired
@@ -292,6 +326,7 @@ def compare(cfg: ModelConfig, test_df: Any, candidate: Any, champion: Any | None
         "test_rows": len(test_df),
         "candidate": compute_metrics(cfg.task, y, cand, g.metrics),
         "candidate_slices": slice_metrics(cfg.task, y, cand, slices, g.primary_metric) if slices else None,
+        "candidate_intervals": interval_metric(cfg, test_df, cand),
         "champion": None,
     }
     if champion is not None:
@@ -339,6 +374,10 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
     for k, v in (out.get("champion_metrics") or {}).items():
         if np.isfinite(v):
             client.log_metric(rid, f"champion.test.{k}", float(v))
+    per_interval = out.get("candidate_intervals")
+    if per_interval:
+        for k in ("mean", "std", "intervals"):
+            client.log_metric(rid, f"test_interval.{per_interval['metric']}.{k}", float(per_interval[k]))
     out = json_safe(out)  # NaN (e.g. AUC of a one-class slice) -> null; XCom and MLflow take strict JSON
     client.log_dict(rid, out, "evaluation.json")
     client.set_tag(rid, STATE_TAG, "evaluated")

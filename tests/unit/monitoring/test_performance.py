@@ -148,3 +148,40 @@ def test_decay_must_persist_and_respect_the_cooldown_before_it_retrains() -> Non
     assert not cooled["retrain"] and "within the 3-day cooldown" in cooled["reason"]
     with pytest.raises(ValueError, match=r"history\[0\]: expected a performance result"):
         decide_on_decay([{"ds": day(1)}], two_of_three)
+
+
+def test_one_interval_is_judged_against_what_one_test_interval_scored() -> None:
+    """On rows that share a day's conditions the pooled test AUC also ranks the days and sits above a typical
+    day's; a typical day must not read as decay."""
+    import datetime as dt
+
+    from sluice.training.job import interval_metric
+
+    cfg = get_model_config("flights")
+    rng = np.random.default_rng(4)
+    days = pd.date_range("2013-03-01", periods=8, freq="D")
+    frames = []
+    for day in days:
+        level = rng.normal(0, 1.5)  # the day's weather: moves every row's risk, and the day's delay rate
+        x = rng.normal(0, 1, 900)
+        y = (rng.random(900) < 1 / (1 + np.exp(-(level + 0.6 * x)))).astype(int)
+        frames.append(pd.DataFrame({"scheduled_departure": day + pd.to_timedelta(rng.integers(0, 86400, 900), "s"),
+                                    "arr_delayed": y, "score": 1 / (1 + np.exp(-(level + 0.6 * x)))}))  # fmt: skip
+    test = pd.concat(frames, ignore_index=True).rename(columns={"arr_delayed": cfg.labels.column})
+    per_day = interval_metric(cfg, test, test["score"].to_numpy())
+    pooled = compute_metrics("classification", test[cfg.labels.column], test["score"], ["roc_auc"])["roc_auc"]
+    assert per_day["intervals"] == 8 and sorted(per_day["values"]) == [str(d.date()) for d in days]
+    assert pooled - per_day["mean"] > 0.03, (pooled, per_day["mean"])
+    typical_day = {"roc_auc": per_day["mean"] - 0.01}
+    settings = MonitoringConfig()
+    pooled_check = performance_check(typical_day, {"roc_auc": pooled}, settings, metric="roc_auc", rows=900)
+    fair = performance_check(
+        typical_day, {"roc_auc": pooled}, settings, metric="roc_auc", rows=900, per_interval=per_day
+    )
+    assert fair["reference_kind"] == "per_interval" and fair["reference"] == pytest.approx(per_day["mean"])
+    assert not fair["decay"] and "mean over 8 test intervals" in fair["reason"]
+    assert pooled_check["reference_kind"] == "pooled"
+    few = {**per_day, "intervals": 3}
+    assert performance_check(typical_day, {"roc_auc": pooled}, settings, metric="roc_auc", rows=900,
+                             per_interval=few)["reference_kind"] == "pooled"  # fmt: skip
+    assert dt.date.fromisoformat(min(per_day["values"])) == days[0].date()
