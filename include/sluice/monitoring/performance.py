@@ -124,7 +124,9 @@ def performance_check(
     rows, ``{"mean", "std", "intervals"}``) is the reference when it covers at least
     ``MIN_REFERENCE_INTERVALS`` intervals: one monitored interval is compared with what one test interval
     scored, not with the pooled test set (on rows that share a day's conditions, the pooled metric also
-    ranks the days against each other and sits above a typical day's).
+    ranks the days against each other and sits above a typical day's). A drop must then also be beyond
+    ``interval_z_threshold`` sd of the test intervals' metric: large enough *and* more than one interval's
+    noise, as for drift.
 
     ``live`` is a :func:`live_metrics` result (or a plain ``{metric: value}`` mapping with ``rows=`` given).
     The metric is ``metric``, else ``settings.performance.metric``, else the only metric in ``live``; pass
@@ -150,7 +152,7 @@ def performance_check(
     higher = higher_is_better(name)
     cur = _f(values.get(name))
     ref = _f(reference_metrics.get(name))
-    against, kind = "champion's test", "pooled"
+    against, kind, spread = "champion's test", "pooled", None
     enough = per_interval and (per_interval.get("intervals") or 0) >= MIN_REFERENCE_INTERVALS
     if enough and _f(per_interval.get("mean")) is not None:
         ref, kind = _f(per_interval["mean"]), "per_interval"
@@ -181,6 +183,12 @@ def performance_check(
         out["status"] = "undefined"
         which = "live" if cur is None else "reference"
         out["reason"] = f"not judged: the {which} {name} is undefined (e.g. roc_auc with a single class)"
+    elif drop > max_drop + 1e-12 and spread and drop < st.interval_z_threshold * spread:
+        out["reason"] = (
+            f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows: a drop of {drop:.4f} is "
+            f"over {max_drop:g} but within {st.interval_z_threshold:g} sd of what single test intervals score "
+            f"({st.interval_z_threshold * spread:.4f}): one interval's noise, not a worse model"
+        )
     elif drop > max_drop + 1e-12:  # 0.80 - 0.75 is 0.05000000000000004: a drop of exactly max_drop is allowed
         out["decay"], out["status"] = True, "decay"
         out["reason"] = (

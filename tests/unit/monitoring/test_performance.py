@@ -181,6 +181,13 @@ def test_one_interval_is_judged_against_what_one_test_interval_scored() -> None:
     assert fair["reference_kind"] == "per_interval" and fair["reference"] == pytest.approx(per_day["mean"])
     assert not fair["decay"] and "mean over 8 test intervals" in fair["reason"]
     assert pooled_check["reference_kind"] == "pooled"
+    assert pooled_check["decay"], "the pooled reference reads a typical day as decay"
+    spread = per_day["std"]
+    noisy = {"roc_auc": per_day["mean"] - max(0.06, 2 * spread)}  # over max_drop, within 3 sd of a day's noise
+    held = performance_check(noisy, {}, settings, metric="roc_auc", rows=900, per_interval=per_day)
+    assert not held["decay"] and "one interval's noise" in held["reason"]
+    broken = {"roc_auc": per_day["mean"] - max(0.06, 3.5 * spread)}
+    assert performance_check(broken, {}, settings, metric="roc_auc", rows=900, per_interval=per_day)["decay"]
     few = {**per_day, "intervals": 3}
     assert performance_check(typical_day, {"roc_auc": pooled}, settings, metric="roc_auc", rows=900,
                              per_interval=few)["reference_kind"] == "pooled"  # fmt: skip
