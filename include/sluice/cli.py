@@ -187,6 +187,9 @@ def _load_reference(path: Path, cfg, config_path: str | None) -> tuple[dict, dic
             missing = [c for c in columns if c not in names]
             if missing:
                 raise ValueError(f"{path}: columns {missing} of {config_path} are not in the file")
+            # with the timestamp, the profile records how each feature varies between intervals, as training's
+            if cfg.dataset.timestamp_column in names:
+                columns.append(cfg.dataset.timestamp_column)
         frame = pd.read_parquet(path, columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(f"{path}: cannot read the reference parquet: {exc}") from None

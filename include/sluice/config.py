@@ -263,8 +263,9 @@ class MonitoringConfig(_Frozen):
     min_drifted_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
     prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
     # A numeric feature (or the scores) whose mean moved between the reference's intervals by at least
-    # effect_size_floor sd is "clustered" (its rows share e.g. the hour's weather): it drifts only when the
-    # interval's mean lies this many sd of the reference's interval means away from their mean.
+    # effect_size_floor sd is "clustered" (its rows share e.g. an hourly reading): it drifts only when the
+    # interval's mean lies this many sd of the reference's interval means away from their mean. Live
+    # performance uses the same band: a decay must also exceed this many sd of the test intervals' metric.
     interval_z_threshold: Annotated[float, Field(gt=0)] = 3.0
     persistence: PersistenceConfig = PersistenceConfig()
     # After a retrain, no drift-triggered retrain for this many days.

@@ -220,7 +220,8 @@ def _print_monitoring(runs: list[dict], lake, learned: list[tuple[str, str]]) ->
         drift, perf = res.get("drift") or {}, res.get("performance") or {}
         verdict = "DRIFT" if drift.get("drift") else "quiet"
         if perf.get("live") is not None:
-            metric = f"live {perf['metric']} {perf['live']:.3f} (test {perf['reference']:.3f})"
+            ref = "mean test day" if perf.get("reference_kind") == "per_interval" else "test"
+            metric = f"live {perf['metric']} {perf['live']:.3f} ({ref} {perf['reference']:.3f})"
         else:
             metric = f"performance: {perf.get('status') or tasks.get('performance', '-')}"
         if tasks.get("retrain_on_drift") == "success":
@@ -241,9 +242,10 @@ def _print_monitoring(runs: list[dict], lake, learned: list[tuple[str, str]]) ->
         first = next(r["ds"] for r in drifted)
         end, through = learned[-1]
         print(
-            f"  why the drift goes on after the retrain: the retrain of {end} could only learn from rows whose labels "
-            f"had arrived, up to {through}; the shift began on {first}. Against the new champion's reference the "
-            f"new applicants are still new, so monitoring keeps saying so, and the {cfg.monitoring.cooldown_days}-day "
+            f"  why the drift goes on after the retrain: the retrain of {end} was fitted on rows up to {through} "
+            f"(labels arrive late, the newest are held out for testing); the shift began on {first}. Against the "
+            f"new champion's reference the new applicants are still new, so monitoring keeps saying so, and the "
+            f"{cfg.monitoring.cooldown_days}-day "
             f"cooldown holds the next retrain until their labels ({cfg.labels.delay_days} days late) have arrived."
         )
 
@@ -268,7 +270,7 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
                 print(
                     f"      learned from: rows to {trained['labelled_through']} in the {trained['window_days']}-day "
                     f"window to {trained['end_ds']} (labels arrive {get_model_config('loans').labels.delay_days} "
-                    "days late)"
+                    "days late; the newest labelled rows are held out for validation and test)"
                 )
         elif kind == "deployment":
             print(f"  deploy ({what}): {_describe_deployment(run)}")

@@ -126,9 +126,11 @@ class RetrainOperator(TriggerDagRunOperator):
                 retrain_alert(cfg.name, self.source, self.ds, signal, decision, cfg.dag_id("training"), links),
                 cfg.alerts.emails,
             )
-        # Trained as of the interval that raised the signal: a backfilled or late monitoring run retrains on the
-        # data of its own day, not on whatever was published since, so the run is the same whenever it runs.
-        self.conf = {"reason": reason[:480], "report": report, "end_ds": str(self.ds)}
+        # Trained as of the day the signal was known: drift on its interval, decay on the day its labels landed
+        # (the window must hold them). A backfilled or late monitoring run retrains on the data of that day,
+        # not on whatever was published since, so the run is the same whenever it runs.
+        known = str(self.ds) if self.source == "drift" else str(signal.get("label_ds") or self.ds)
+        self.conf = {"reason": reason[:480], "report": report, "end_ds": known}
         self.trigger_run_id = run_id
         context["ti"].xcom_push(
             key="return_value", value={"dag_id": self.trigger_dag_id, "run_id": run_id, "conf": self.conf}

@@ -516,7 +516,8 @@ class DriftAccumulator:
         for s, p in zip(family, adjusted, strict=True):
             s["p_adjusted"] = float(p)
 
-        weights, weighting = feature_weights(list(stats), importances)
+        # Shares of the whole model's importance: leaving a feature out must not inflate the others' weight.
+        weights, weighting = feature_weights([*stats, *self.not_checked], importances)
         for c, s in stats.items():
             s["weight"] = weights[c]
             _judge(c, s, st, st.psi_threshold)
@@ -615,13 +616,13 @@ def _interval_test(
 ) -> None:
     """Judge the interval's mean against the reference's interval means when rows are not independent.
 
-    When the training rows' interval means varied by at least ``effect_size_floor`` reference sd from one
-    interval to the next (far more than independent rows allow: sd / sqrt(rows)), the rows of an interval
-    share something (every row of an hour joined to the same hourly reading, say) and every ordinary
-    interval differs from the pooled rows by more than the floor. Such a feature is ``clustered``: its test
-    is then where the interval's mean falls among the reference's interval means (a t prediction interval
-    over ``intervals - 1`` degrees of freedom), and it drifts only outside ``interval_z_threshold`` of their
-    spread.
+    When the training rows' interval means moved from one interval to the next by at least
+    ``effect_size_floor`` reference sd, an ordinary interval crosses the row-level floor by itself: its rows
+    share something (every row of an hour joined to the same hourly reading, say), and a row-level test would
+    count them as independent evidence. Such a feature is ``clustered``: its test is then where the
+    interval's mean falls among the reference's interval means (a t prediction interval over ``intervals -
+    1`` degrees of freedom), and it drifts only outside ``interval_z_threshold`` of their spread. (Intervals
+    of a few dozen independent rows qualify too: their means alone move by 0.2 sd.)
     """
 
     from scipy.stats import t as student_t

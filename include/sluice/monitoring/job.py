@@ -182,14 +182,12 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
     day = dt.date.fromisoformat(ds_str(ds))
     last = last_retrain(cfg, lake, day)
     history = [
-        {"ds": d.isoformat(), "decay": bool(r.get("decay"))}
+        {"ds": d.isoformat(), "decay": bool(r.get("decay")), "status": r.get("status", "ok")}
         for d, r in _reports(cfg, lake, PERFORMANCE)
         if d < day and r.get("model_version") == perf.get("model_version")
     ]
-    history.append({"ds": day.isoformat(), "decay": bool(perf.get("decay"))})
+    history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
     decision = decide_on_decay(history, cfg.monitoring, last_retrain=last, today=day)
-    if perf.get("decay"):
-        decision["reason"] = f"{decision['reason']} ({perf.get('reason')})"
     return _once_per_interval(cfg, lake, day, {**decision, "last_retrain": last and str(last)})
 
 

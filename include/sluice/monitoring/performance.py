@@ -28,10 +28,9 @@ import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
 from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_better
+from sluice.monitoring.drift import MIN_REFERENCE_INTERVALS
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
-#: Test intervals needed before their mean replaces the pooled test metric as the reference.
-MIN_REFERENCE_INTERVALS = 5
 
 __all__ = ["decide_on_decay", "join_labels", "live_metrics", "metric_for", "performance_check"]
 
@@ -152,14 +151,14 @@ def performance_check(
     higher = higher_is_better(name)
     cur = _f(values.get(name))
     ref = _f(reference_metrics.get(name))
-    against, kind, spread = "champion's test", "pooled", None
-    enough = per_interval and (per_interval.get("intervals") or 0) >= MIN_REFERENCE_INTERVALS
-    if enough and _f(per_interval.get("mean")) is not None:
+    against, kind, band = "champion's test", "pooled", None
+    k = int(per_interval.get("intervals") or 0) if per_interval else 0
+    if k >= MIN_REFERENCE_INTERVALS and _f(per_interval.get("mean")) is not None:
         ref, kind = _f(per_interval["mean"]), "per_interval"
         spread = _f(per_interval.get("std"))
-        against = f"champion's mean over {int(per_interval['intervals'])} test intervals" + (
-            f", sd {spread:.4f}" if spread is not None else ""
-        )
+        # the band a new interval falls in around the mean of k intervals: a prediction interval, as for drift
+        band = st.interval_z_threshold * spread * math.sqrt(1 + 1 / k) if spread else None
+        against = f"champion's mean over {k} test intervals" + (f", sd {spread:.4f}" if spread else "")
     max_drop, min_rows = st.performance.max_drop, st.performance.min_rows
     drop = None if cur is None or ref is None else (ref - cur if higher else cur - ref)
     out: dict[str, Any] = {
@@ -174,6 +173,7 @@ def performance_check(
         "min_rows": min_rows,
         "higher_is_better": higher,
         "reference_kind": kind,
+        "noise_band": band,
     }
     worse = "dropped" if higher else "rose"
     if rows < min_rows:
@@ -183,11 +183,11 @@ def performance_check(
         out["status"] = "undefined"
         which = "live" if cur is None else "reference"
         out["reason"] = f"not judged: the {which} {name} is undefined (e.g. roc_auc with a single class)"
-    elif drop > max_drop + 1e-12 and spread and drop < st.interval_z_threshold * spread:
+    elif drop > max_drop + 1e-12 and band and drop < band:
         out["reason"] = (
             f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows: a drop of {drop:.4f} is "
             f"over {max_drop:g} but within {st.interval_z_threshold:g} sd of what single test intervals score "
-            f"({st.interval_z_threshold * spread:.4f}): one interval's noise, not a worse model"
+            f"({band:.4f}): one interval's noise, not a worse model"
         )
     elif drop > max_drop + 1e-12:  # 0.80 - 0.75 is 0.05000000000000004: a drop of exactly max_drop is allowed
         out["decay"], out["status"] = True, "decay"
@@ -213,9 +213,11 @@ def decide_on_decay(
     """Whether live-performance decay calls for retraining now.
 
     ``history``: the labelled intervals judged against the serving version, oldest first, each ``{"ds",
-    "decay"}`` (a :func:`performance_check` result with its ``ds``). One noisy day is not a trend: decay must
-    show in ``performance.persistence.k`` of the last ``n`` intervals, and never within ``cooldown_days`` of
-    the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals", "k", "n", "cooldown"}``.
+    "decay"}`` (a :func:`performance_check` result with its ``ds``; ``status`` and ``reason`` are used when
+    present: intervals not judged are left out, the newest decay's reason is quoted). One noisy day is not a
+    trend: decay must show in ``performance.persistence.k`` of the last ``n`` intervals, and never within
+    ``cooldown_days`` of the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals",
+    "k", "n", "cooldown"}``.
     """
     from sluice.monitoring.drift import decide
 
@@ -224,9 +226,13 @@ def decide_on_decay(
     for i, e in enumerate(history):
         if not isinstance(e, Mapping) or "decay" not in e:
             raise ValueError(f"history[{i}]: expected a performance result (a mapping with 'decay')")
-        entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
+        if e.get("status", "ok") in ("ok", "decay"):  # an interval too small to judge is no evidence either way
+            entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
     rule = st.model_copy(update={"persistence": st.performance.persistence})
     d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
+    latest = history[-1] if history else {}
+    if latest.get("decay") and latest.get("reason"):
+        d["reason"] = f"{d['reason']} ({latest['reason']})"
     return {
         "retrain": d["drift"],
         "reason": d["reason"],

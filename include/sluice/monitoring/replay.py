@@ -621,11 +621,9 @@ def _replay(
             perf = _live(cfg, lk, interval, ds, scored) if scored is not None else None
             if perf is not None:
                 row["performance"] = perf
-                decays.append(
-                    {"ds": interval.isoformat(), "decay": bool(perf.get("decay")), "v": perf["model_version"]}
-                )
-                same_v = [h for h in decays if h["v"] == perf["model_version"]]
-                decision = _decay_decision(settings, interval, perf, same_v, last_retrain(interval), retrain_days)
+                decays.append({**perf, "ds": interval.isoformat(), "decay": bool(perf.get("decay"))})
+                same_v = [h for h in decays if h["model_version"] == perf["model_version"]]
+                decision = _decay_decision(settings, interval, same_v, last_retrain(interval), retrain_days)
                 row["decay_decision"] = decision
                 if perf.get("decay"):
                     events.append(f"DECAY of {interval} (v{perf['model_version']}): {perf['reason']}")
@@ -682,7 +680,6 @@ def _version_info(m: _Model) -> dict[str, Any]:
 def _decay_decision(
     settings: MonitoringConfig,
     interval: dt.date,
-    perf: Mapping[str, Any],
     history: list[dict[str, Any]],
     last: dt.date | None,
     retrain_days: Mapping[dt.date, Any],
@@ -691,8 +688,6 @@ def _decay_decision(
     from sluice.monitoring.performance import decide_on_decay
 
     out = decide_on_decay(history, settings, last_retrain=last, today=interval)
-    if perf.get("decay"):
-        out["reason"] = f"{out['reason']} ({perf.get('reason')})"
     out["last_retrain"] = last and str(last)
     if out["retrain"] and interval in retrain_days:
         out.update(retrain=False, reason=f"already started for this interval: {out['reason']}")

@@ -201,9 +201,10 @@ def train(
     label = cfg.labels.column
     cols = feature_columns(cfg)
     ts = cfg.dataset.timestamp_column
-    # Labels arrive labels.delay_days late: the newest rows the model can learn from are older than end_ds.
+    # Labels arrive labels.delay_days late, and the newest labelled rows are held out for validation and
+    # test: the newest row the model was fitted on is older than end_ds.
     labelled_through = (
-        str(pd.Timestamp(snap.frame[ts].max()).date()) if ts in snap.frame.columns and len(snap.frame) else None
+        str(pd.Timestamp(train_df[ts].max()).date()) if ts in train_df.columns and len(train_df) else None
     )
     with mlflow.start_run(
         experiment_id=registry.experiment_id(cfg.name), run_name=f"{cfg.name}-{end_ds}", tags=tags
@@ -275,26 +276,28 @@ def train(
 
 # --------------------------------------------------------------------------------------------- evaluate
 
-#: Test rows an interval needs before its own metric is computed (see ``interval_metric``).
-MIN_INTERVAL_ROWS = 30
-
 
 def interval_metric(cfg: ModelConfig, test_df: Any, scores: Any) -> dict[str, Any] | None:
     """The live-performance metric on each scheduled interval of the test rows: what one monitored interval
     should score. On rows that share a day's conditions the pooled metric is higher than a typical day's (it
     also ranks the days against each other), so live performance is judged against these, not the pooled one.
-    ``{"metric", "intervals", "mean", "std", "values"}``; None without a timestamp or with < 2 intervals."""
+    ``{"metric", "intervals", "mean", "std", "values"}``; None without a timestamp or with < 2 intervals.
+    An interval counts when it has the rows a live interval needs (``performance.min_rows``) and is not a
+    stub cut by the time split (``full_intervals``)."""
+    import pandas as pd
+
     from sluice.evaluation.metrics import compute_metrics
-    from sluice.training.profile import interval_labels
+    from sluice.training.profile import full_intervals, interval_labels
 
     labels = interval_labels(test_df, cfg)
     if labels is None:
         return None
     metric, y, s = cfg.monitoring_metric, test_df[cfg.labels.column].to_numpy(), np.asarray(scores)
+    counts = full_intervals(pd.Series(labels).value_counts())
     values = {}
-    for key in sorted(set(labels)):
+    for key in sorted(counts.index):
         rows = labels == key
-        if rows.sum() >= MIN_INTERVAL_ROWS:
+        if counts[key] >= cfg.monitoring.performance.min_rows:
             v = compute_metrics(cfg.task, y[rows], s[rows], [metric])[metric]
             if np.isfinite(v):
                 values[str(key)] = float(v)

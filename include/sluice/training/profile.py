@@ -35,11 +35,11 @@ OTHER = "__other__"
 NEG_INF, POS_INF = "-inf", "inf"
 
 #: How long a calendar part of a timestamp stays the same, ranked; a schedule's interval on the same scale.
-PART_SPAN = {"hour": 0, "day": 1, "dayofweek": 1, "day_of_week": 1, "dayofyear": 1, "day_of_year": 1}
+PART_SPAN = {"hour": 0, "day": 1, "dayofweek": 1, "day_of_week": 1, "weekday": 1, "dayofyear": 1, "day_of_year": 1}
 PART_SPAN |= {"week": 2, "month": 3, "quarter": 4, "year": 5}
 _PRESET_SPAN = {"@hourly": 0, "@daily": 1, "@weekly": 2, "@monthly": 3, "@yearly": 5}
 SPAN_NAME = {0: "hourly", 1: "daily", 2: "weekly", 3: "monthly", 5: "yearly"}
-_SPAN_PERIOD = {0: "h", 1: "D", 2: "W", 3: "M", 5: "Y"}
+_SPAN_PERIOD = {0: "h", 1: "D", 2: "W-SAT", 3: "M", 5: "Y"}  # W-SAT: Sunday..Saturday, as Airflow's @weekly
 
 
 def interval_span(schedule: str) -> int | None:
@@ -69,9 +69,16 @@ def interval_labels(frame: pd.DataFrame, cfg: ModelConfig) -> np.ndarray | None:
     return ts.dt.to_period(_SPAN_PERIOD[span]).astype(str).to_numpy()
 
 
+def full_intervals(counts: pd.Series) -> pd.Series:
+    """The intervals with at least half the median count: a time split cuts the first and last interval of
+    a window short, and a handful of rows would weigh as much as a whole interval."""
+    counts = counts[counts > 0]
+    return counts[counts >= 0.5 * counts.median()] if len(counts) else counts
+
+
 def _between_intervals(values: pd.Series, intervals: np.ndarray) -> dict[str, Any] | None:
     grouped = values.groupby(intervals).agg(["mean", "count"])
-    grouped = grouped[grouped["count"] > 0]
+    grouped = grouped.loc[full_intervals(grouped["count"]).index]
     if len(grouped) < 2:
         return None
     means = grouped["mean"].to_numpy(dtype="float64")

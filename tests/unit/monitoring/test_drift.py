@@ -499,8 +499,11 @@ def test_calendar_parts_that_cannot_vary_within_an_interval_are_not_checked(tmp_
 
 
 def test_features_left_out_are_named_in_the_result(profile) -> None:
-    r = DriftAccumulator(profile, ["x"], ["c"], not_checked={"y": "calendar part"}).update(frame(5000, 5)).result()
+    acc = DriftAccumulator(profile, ["x"], ["c"], not_checked={"y": "calendar part"}).update(frame(5000, 5))
+    r = acc.result(importances={"x": 1.0, "c": 1.0, "y": 2.0})
     assert set(r["features"]) == {"x", "c"} and r["not_checked"] == {"y": "calendar part"}
+    # weights are shares of the whole model's importance: leaving y out does not inflate x and c
+    assert (r["features"]["x"]["weight"], r["features"]["c"]["weight"]) == (0.25, 0.25)
     page = render_drift_html("t", r, feature_rows(r), {})
     assert "Not checked" in page and "<b>y</b>: calendar part" in page
 

@@ -146,6 +146,10 @@ def test_decay_must_persist_and_respect_the_cooldown_before_it_retrains() -> Non
     assert decide_on_decay(lasting, two_of_three)["reason"] == "decay: 2 of the last 3 intervals decayed (needs 2 of 3)"
     cooled = decide_on_decay(lasting, two_of_three, last_retrain=day(3))
     assert not cooled["retrain"] and "within the 3-day cooldown" in cooled["reason"]
+    unjudged = [*lasting[:-1], {"ds": day(5), "decay": False, "status": "too_few_rows"}]
+    assert decide_on_decay(unjudged, two_of_three)["decayed_intervals"] == 1, "an unjudged day is no evidence"
+    quoted = decide_on_decay([{"ds": day(1), "decay": True, "reason": "decay: roc_auc dropped"}], one_of_one)
+    assert quoted["reason"] == "decay: 1 of the last 1 intervals decayed (needs 1 of 1) (decay: roc_auc dropped)"
     with pytest.raises(ValueError, match=r"history\[0\]: expected a performance result"):
         decide_on_decay([{"ds": day(1)}], two_of_three)
 
