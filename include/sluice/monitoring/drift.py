@@ -556,6 +556,18 @@ class DriftAccumulator:
         )
 
 
+def _counts(kind: str, state: _Numeric | _Categorical, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The row and null counts every feature's stats start with, current side and reference side."""
+    return {
+        "kind": kind,
+        "rows": state.rows,
+        "n": state.n,
+        "n_reference": int(entry["n"]),
+        "null_share": (state.rows - state.n) / state.rows if state.rows else None,
+        "null_share_reference": _f(entry.get("null_share")),
+    }
+
+
 def _numeric_stats(state: _Numeric, st: MonitoringConfig) -> dict[str, Any]:
     e = state.entry
     p_ref = np.asarray(e["proportions"], dtype="float64")
@@ -563,12 +575,7 @@ def _numeric_stats(state: _Numeric, st: MonitoringConfig) -> dict[str, Any]:
     mean_ref, sd_ref = _f(e.get("mean")), _f(e.get("std"))
     n = state.n
     out: dict[str, Any] = {
-        "kind": "numeric",
-        "rows": state.rows,
-        "n": n,
-        "n_reference": n_ref,
-        "null_share": (state.rows - n) / state.rows if state.rows else None,
-        "null_share_reference": _f(e.get("null_share")),
+        **_counts("numeric", state, e),
         "mean": None,
         "mean_reference": mean_ref,
         "std": None,
@@ -652,12 +659,7 @@ def _categorical_stats(state: _Categorical) -> dict[str, Any]:
     n_ref = int(e["n"])
     n = state.n
     out: dict[str, Any] = {
-        "kind": "categorical",
-        "rows": state.rows,
-        "n": n,
-        "n_reference": n_ref,
-        "null_share": (state.rows - n) / state.rows if state.rows else None,
-        "null_share_reference": _f(e.get("null_share")),
+        **_counts("categorical", state, e),
         "psi": None,
         "effect": None,
         "largest_change": None,
