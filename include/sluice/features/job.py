@@ -85,7 +85,7 @@ def check_landing(
     if read.ok:
         assert read.frame is not None
         rules = suite or load_suite(cfg.validation.suite)
-        outcome = validate(read.frame, rules, interval_params(ds), cfg.validation.evidence_sample_rows)
+        outcome = validate(read.frame, rules, interval_params(ds), cfg.validation.evidence_sample_rows, dset.id_column)
         failures, gx_result, rows = outcome.failures, outcome.result, len(read.frame)
     else:
         failures, rows = read.problems, None
@@ -97,8 +97,8 @@ def check_landing(
     prefix = f"{lake.partition_key('quarantine', dset.name, ds)}/{key}"
     result.quarantine_uri = lake.uri(prefix)
     result.data_docs_uri = lake.uri(f"{prefix}/data_docs.html")
-    docs = render_data_docs(gx_result) if gx_result else None
     title = f"{dset.name} ds={ds}: quarantined ({len(failures)} failed checks)"
+    docs = render_data_docs(gx_result, title, dset.id_column) if gx_result else None
     summary = render_summary_html(title, failures, links or {})
     record = {
         "ds": result.ds,

@@ -9,15 +9,18 @@ faster on categoricals, and a column that arrives with another type keeps it and
 
 from __future__ import annotations
 
-import html as html_lib
+import contextlib
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from sluice.safehtml import esc, link_list, page
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,20 @@ def _context_and_definition(suite: Mapping[str, Any]):
     return ctx, ctx.validation_definitions.add(gx.ValidationDefinition(name="validate", data=bd, suite=gsuite))
 
 
-def _failure(r: Any, sample_rows: int) -> dict[str, Any]:
+def _sample_ids(res: Mapping[str, Any], id_column: str | None, n: int) -> list[Any]:
+    """The id of each sampled failing row (GX's ``partial_unexpected_index_list``), aligned with the sample."""
+    if not id_column:
+        return []
+    index = res.get("partial_unexpected_index_list") or []
+    return [row.get(id_column) if isinstance(row, Mapping) else row for row in index[:n]]
+
+
+def _failure(r: Any, sample_rows: int, id_column: str | None = None) -> dict[str, Any]:
     cfg, res = r.expectation_config, r.result or {}
     kwargs = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
     exc = (r.exception_info or {}) if isinstance(r.exception_info, dict) else {}
+    sample = list(res.get("partial_unexpected_list") or [])[:sample_rows]
+    ids = _sample_ids(res, id_column, len(sample))
     return {
         "expectation": cfg.type,
         "column": kwargs.get("column"),
@@ -102,7 +115,9 @@ def _failure(r: Any, sample_rows: int) -> dict[str, Any]:
         "unexpected_count": res.get("unexpected_count"),
         "unexpected_percent": res.get("unexpected_percent"),
         "missing_count": res.get("missing_count"),
-        "sample": list(res.get("partial_unexpected_list") or [])[:sample_rows],
+        "sample": sample,
+        "sample_ids": ids if len(ids) == len(sample) else [],
+        "id_column": id_column if len(ids) == len(sample) and ids else None,
         "details": res.get("details"),
         "exception": exc.get("exception_message") if exc.get("raised_exception") else None,
     }
@@ -123,37 +138,128 @@ def _jsonable(obj: Any) -> Any:
     return _strict(json.loads(json.dumps(obj, default=str)))
 
 
+@contextlib.contextmanager
+def quiet_gx(level: int = logging.WARNING) -> Iterator[None]:
+    """GX logs hundreds of INFO lines per validation (context, data source, metric plumbing); a task log
+    should carry our one-line progress instead. Restores the previous levels afterwards."""
+    loggers = [logging.getLogger("great_expectations")] + [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("great_expectations.")
+    ]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(level, lg.level))
+    try:
+        yield
+    finally:
+        for lg, lvl in saved:
+            lg.setLevel(lvl)
+
+
 def validate(
-    df: pd.DataFrame, suite: Mapping[str, Any], params: Mapping[str, Any] | None = None, sample_rows: int = 20
+    df: pd.DataFrame,
+    suite: Mapping[str, Any],
+    params: Mapping[str, Any] | None = None,
+    sample_rows: int = 20,
+    id_column: str | None = None,
 ) -> ValidationOutcome:
-    """Validate ``df`` with ``suite`` (a suite JSON dict); ``params`` fill ``{"$PARAMETER": name}`` values."""
+    """Validate ``df`` with ``suite`` (a suite JSON dict); ``params`` fill ``{"$PARAMETER": name}`` values.
+
+    With ``id_column`` (a column of ``df``), each failure's sample carries the ids of its rows, so an alert
+    says ``id=123: value`` rather than a list of values nobody can find.
+    """
+    started = time.monotonic()
     df = prepare(df, suite)
-    _, vd = _context_and_definition(suite)
+    id_column = id_column if id_column and id_column in df.columns else None
     params = dict(params or {})
-    quick = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params, result_format="BOOLEAN_ONLY")
-    if quick.success:
-        return ValidationOutcome(True, statistics=dict(quick.statistics), result=_jsonable(quick.to_json_dict()))
-    detail = vd.run(
-        batch_parameters={"dataframe": df},
-        expectation_parameters=params,
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": sample_rows},
-    )
-    failures = [_failure(r, sample_rows) for r in detail.results if not r.success]
+    with quiet_gx():
+        _, vd = _context_and_definition(suite)
+        quick = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params, result_format="BOOLEAN_ONLY")
+        if quick.success:
+            log.info(
+                "suite %s: %s expectations passed on %s rows in %.1fs",
+                suite.get("name"),
+                quick.statistics.get("evaluated_expectations"),
+                len(df),
+                time.monotonic() - started,
+            )
+            return ValidationOutcome(True, statistics=dict(quick.statistics), result=_jsonable(quick.to_json_dict()))
+        fmt: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": sample_rows}
+        if id_column:
+            fmt |= {"unexpected_index_column_names": [id_column], "return_unexpected_index_query": False}
+        detail = vd.run(batch_parameters={"dataframe": df}, expectation_parameters=params, result_format=fmt)
+    failures = [_failure(r, sample_rows, id_column) for r in detail.results if not r.success]
     failures.sort(key=lambda f: (f["expectation"], str(f["column"])))
+    log.info(
+        "suite %s: %s of %s expectations failed on %s rows in %.1fs",
+        suite.get("name"),
+        len(failures),
+        detail.statistics.get("evaluated_expectations"),
+        len(df),
+        time.monotonic() - started,
+    )
     return ValidationOutcome(False, _jsonable(failures), dict(detail.statistics), _jsonable(detail.to_json_dict()))
 
 
-def render_data_docs(result: Mapping[str, Any]) -> str | None:
-    """GX's own validation page for a result JSON (round-tripped through its schema: numpy-2 safe)."""
-    try:
-        from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
-        from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
+DOCS_STYLE = ".pass{color:#1a7f37}.fail{color:#b2182b;font-weight:bold}h2{margin-top:1.5em}"
 
-        clean = ExpectationSuiteValidationResultSchema().load(json.loads(json.dumps(result, default=str)))
-        return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(clean))
+
+def _json_text(value: Any, limit: int = 600) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sample_text(values: Sequence[Any], ids: Sequence[Any], id_column: str | None, n: int) -> str:
+    """``id=123: value, ...`` when the ids are known, else the values alone."""
+    if id_column and ids and len(ids) >= min(len(values), n):
+        return ", ".join(f"{id_column}={_fmt(i)}: {_fmt(v)}" for i, v in zip(ids[:n], values[:n], strict=False))
+    return ", ".join(_fmt(v) for v in values[:n])
+
+
+def render_data_docs(result: Mapping[str, Any], title: str = "", id_column: str | None = None) -> str | None:
+    """The validation result as a static page of our own: every check with its outcome, observed value,
+    unexpected counts and the failing rows' ids and values.
+
+    GX's own Data Docs renderer echoes data values into HTML unescaped and pulls its CSS and JavaScript
+    from CDNs; this page is escaped throughout, has no script and no external asset, and renders offline.
+    """
+    try:
+        stats = result.get("statistics") or {}
+        suite = result.get("suite_name") or (result.get("meta") or {}).get("expectation_suite_name") or ""
+        rows = []
+        for r in result.get("results") or []:
+            cfg = r.get("expectation_config") or {}
+            kwargs = {k: v for k, v in (cfg.get("kwargs") or {}).items() if k not in ("batch_id", "column")}
+            res = r.get("result") or {}
+            ids = _sample_ids(res, id_column, len(res.get("partial_unexpected_list") or []))
+            count = res.get("unexpected_count")
+            pct = res.get("unexpected_percent")
+            unexpected = "" if count is None else f"{count}" + (f" ({pct:.2f}%)" if isinstance(pct, float) else "")
+            ok = bool(r.get("success"))
+            rows.append(
+                f"<tr><td class='{'pass' if ok else 'fail'}'>{'passed' if ok else 'FAILED'}</td>"
+                f"<td>{esc(cfg.get('type'))}</td><td>{esc((cfg.get('kwargs') or {}).get('column', ''))}</td>"
+                f"<td><code>{esc(_json_text(kwargs))}</code></td>"
+                f"<td><code>{esc(_json_text(res.get('observed_value', '')))}</code></td>"
+                f"<td>{esc(unexpected)}</td>"
+                f"<td><code>{esc(_sample_text(res.get('partial_unexpected_list') or [], ids, id_column, 20))}</code>"
+                "</td></tr>"
+            )
+        verdict = "passed" if result.get("success") else "FAILED"
+        heading = title or f"Validation of suite {suite}"
+        body = (
+            f"<h1>{esc(heading)}</h1>"
+            f"<p>Suite <b>{esc(suite)}</b>: <span class='{'pass' if result.get('success') else 'fail'}'>"
+            f"{esc(verdict)}</span> &mdash; {esc(stats.get('successful_expectations', '?'))} of "
+            f"{esc(stats.get('evaluated_expectations', '?'))} expectations met "
+            f"({esc(_fmt(stats.get('success_percent')))}%).</p>"
+            "<table><tr><th>outcome</th><th>expectation</th><th>column</th><th>arguments</th><th>observed</th>"
+            f"<th>unexpected rows</th><th>sample (failing rows)</th></tr>{''.join(rows)}</table>"
+        )
+        return page(heading, body, style=DOCS_STYLE)
     except Exception:  # rendering is evidence, not a gate: never let it hide the failure itself
-        log.exception("GX Data Docs rendering failed; the summary page still carries the evidence")
+        log.exception("Data Docs rendering failed; the summary page still carries the evidence")
         return None
 
 
@@ -186,25 +292,18 @@ def failure_rows(failures: Sequence[Mapping[str, Any]], sample: int = 10) -> lis
                 str(f.get("column") or f.get("file") or "(table)"),
                 count,
                 _fmt(observed)[:300],
-                ", ".join(map(str, (f.get("sample") or [])[:sample]))[:300],
+                _sample_text(f.get("sample") or [], f.get("sample_ids") or [], f.get("id_column"), sample)[:300],
             )
         )
     return rows
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    esc = html_lib.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>{head}</tr>{body}</table>"
 
 
 def render_summary_html(title: str, failures: Sequence[Mapping[str, Any]], links: Mapping[str, str]) -> str:
-    """A self-contained page (no CDN assets) listing each failed check with counts and samples."""
-    esc = html_lib.escape
-    link_html = "".join(f'<li><a href="{esc(u)}">{esc(n)}</a></li>' for n, u in links.items())
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}th{background:#eee}</style></head><body>"
-        f"<h1>{esc(title)}</h1>{html_table(FAILURE_HEADER, failure_rows(failures))}<ul>{link_html}</ul></body></html>"
-    )
+    """A self-contained page (no script, no external asset) listing each failed check with counts and samples."""
+    return page(title, f"<h1>{esc(title)}</h1>{html_table(FAILURE_HEADER, failure_rows(failures))}{link_list(links)}")
