@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 #: served with every Sluice page: nothing loads or runs but the page's own inline styles and data: images
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'self'"
-)
+_CSP_DOC = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+CSP = f"{_CSP_DOC}; frame-ancestors 'self'"
+#: the same policy as a meta tag (frame-ancestors is ignored there), so a copy opened from disk or from
+#: MLflow's artifact view is as restricted as the served page
+CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{_CSP_DOC}">'
 SAFE_SCHEMES = ("http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f]")  # browsers drop these when they parse a URL's scheme
@@ -58,17 +59,14 @@ def link_list(links: Mapping[str, Any] | None) -> str:
 
 
 def page(title: str, body: str, *, style: str = "") -> str:
-    """A complete, self-contained page: no script, no external asset; the CSP is repeated as a meta tag
-    so a copy opened from disk or from MLflow's artifact view is as restricted as the served one."""
+    """A complete, self-contained page: no script, no external asset, the CSP as a meta tag."""
     base = (
         "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px;text-align:left}"
         "th{background:#f0f0f0}code{white-space:pre-wrap;word-break:break-all}.ok{color:#1a7f37}"
         ".bad{color:#b2182b;font-weight:bold}small{color:#555}"
     )
-    csp_meta = CSP.replace("; frame-ancestors 'self'", "")  # frame-ancestors is ignored in a meta tag
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f'<meta http-equiv="Content-Security-Policy" content="{esc(csp_meta)}">'
+        f"<!doctype html><html><head><meta charset='utf-8'>{CSP_META}"
         f"<title>{esc(title)}</title><style>{base}{style}</style></head><body>{body}</body></html>"
     )

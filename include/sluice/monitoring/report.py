@@ -11,6 +11,8 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sluice.safehtml import CSP_META, link_list
+
 REF_COLOR, CUR_COLOR, BAD = "#8da0cb", "#fc8d62", "#b2182b"
 
 
@@ -57,9 +59,7 @@ def render_drift_html(
     verdict = "DRIFT" if decision.get("drift") else "no drift"
     color = BAD if decision.get("drift") else "#1a9850"
     reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in decision.get("reasons", []))
-    link_html = "".join(
-        f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in (links or {}).items() if v
-    )
+    link_html = link_list(links)  # javascript:, data: and other non-http(s) targets are shown as text
     cells = []
     for r in rows:
         name = str(r["feature"])
@@ -85,7 +85,7 @@ def render_drift_html(
         for h in ("feature", "reference vs current", "PSI", "statistic", "p (adj.)", "effect", "unseen", "verdict")
     )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<!doctype html><html><head><meta charset='utf-8'>{CSP_META}"
         f"<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}td,th{border-bottom:1px solid #ddd;padding:4px 8px;"
         "vertical-align:top;font-size:13px}table{border-collapse:collapse}</style></head><body>"
@@ -93,5 +93,5 @@ def render_drift_html(
         f'<p style="font-size:18px">Decision: <b style="color:{color}">{verdict}</b></p><ul>{reasons}</ul>'
         f'<p><span style="color:{REF_COLOR}">&#9632;</span> reference (the model\'s training data) '
         f'<span style="color:{CUR_COLOR}">&#9632;</span> current interval</p>'
-        f"<table><tr>{head}</tr>{''.join(cells)}</table>{not_checked}<ul>{link_html}</ul></body></html>"
+        f"<table><tr>{head}</tr>{''.join(cells)}</table>{not_checked}{link_html}</body></html>"
     )
