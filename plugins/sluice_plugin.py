@@ -1,75 +1,33 @@
-"""The Sluice plugin for the Airflow UI: a read-only view of evidence in the lake, and links to it.
+"""The Sluice plugin of the Airflow UI: registration only; the code lives in ``sluice.airflow.ui``.
 
-``/sluice/lake/<key>`` serves quarantine records and reports (Data Docs, summaries, drift reports) from
-the lake through the API server, so the links in alert emails and on task instances open in a browser
-whether the lake is a local folder or S3. Only the ``quarantine/`` and ``reports/`` zones are served.
+- ``/sluice/lake/<key>`` serves the evidence zones of the lake (quarantine records, Data Docs, drift
+  reports) through the API server, whether the lake is a folder or S3;
+- ``/sluice/ui/`` is the operator's view of each model, linked from the Airflow navigation;
+- every route is behind Airflow's own login (the UI's cookie or a Bearer token), checks the Host and
+  is served under a strict Content-Security-Policy.
+
+Extra links are declared on their operators (``sluice.airflow.links``), never globally.
+Imports stay light: the scheduler and the API server import this module.
 """
 
 from __future__ import annotations
 
-import mimetypes
-
 from airflow.plugins_manager import AirflowPlugin
-from airflow.sdk import BaseOperatorLink
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import HTMLResponse, Response
 
-SERVED_ZONES = ("quarantine", "reports")
+from sluice.airflow.ui.app import build_app
 
-lake_app = FastAPI(title="Sluice lake evidence", docs_url=None, redoc_url=None)
-
-
-def _lake():
-    from sluice.airflow.hooks import LakeHook
-
-    return LakeHook().get_conn()
-
-
-@lake_app.get("/lake/{key:path}")
-def lake_object(key: str) -> Response:
-    parts = key.split("/")
-    if parts[0] not in SERVED_ZONES or ".." in parts or any(p.startswith(".") for p in parts):
-        raise HTTPException(status_code=404, detail=f"only {SERVED_ZONES} are served, got {key!r}")
-    lake = _lake()
-    if key.endswith("/") or not lake.storage.exists(key):
-        listing = [k for k in lake.list(key.rstrip("/")) if not k.rsplit("/", 1)[-1].startswith(".")]
-        if not listing:
-            raise HTTPException(status_code=404, detail=f"{key!r} not found in the lake")
-        items = "".join(f'<li><a href="/sluice/lake/{k}">{k}</a></li>' for k in listing)
-        return HTMLResponse(f"<html><body><h1>{key}</h1><ul>{items}</ul></body></html>")
-    media = mimetypes.guess_type(key)[0] or "application/octet-stream"
-    return Response(lake.read(key), media_type=media)
-
-
-class QuarantineLink(BaseOperatorLink):
-    """On the validate task: the quarantine record of the run's interval, when there is one."""
-
-    name = "Quarantine record"
-
-    def get_link(self, operator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        record = XCom.get_value(ti_key=ti_key, key="quarantine")
-        if not record or not record.get("quarantine_uri"):
-            return ""
-        from sluice.airflow.operators import lake_link
-
-        return lake_link(record["data_docs_uri"])
-
-
-class DriftReportLink(BaseOperatorLink):
-    """On the drift sensor: the interval's HTML drift report."""
-
-    name = "Drift report"
-
-    def get_link(self, operator, *, ti_key) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        record = XCom.get_value(ti_key=ti_key, key="drift")
-        return (record or {}).get("report_link") or ""
+sluice_app = build_app()
 
 
 class SluicePlugin(AirflowPlugin):
     name = "sluice"
-    fastapi_apps = [{"app": lake_app, "url_prefix": "/sluice", "name": "Sluice lake evidence"}]
-    global_operator_extra_links = [QuarantineLink(), DriftReportLink()]
+    fastapi_apps = [{"app": sluice_app, "url_prefix": "/sluice", "name": "Sluice"}]
+    external_views = [
+        {
+            "name": "Sluice models",
+            "href": "/sluice/ui/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "sluice",
+        }
+    ]

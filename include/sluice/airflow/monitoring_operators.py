@@ -16,6 +16,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowSkipException
 
 from sluice.airflow.hooks import AlertHook, LakeHook, MlflowHook
+from sluice.airflow.links import DriftReportLink, keep_link
 from sluice.airflow.operators import _TrainingOperator, lake_link
 from sluice.airflow.sensors import PartitionSensor
 
@@ -31,6 +32,7 @@ class DriftSensor(PartitionSensor):
     the version that scored them; writes the JSON + HTML report to the lake and MLflow; returns the verdict."""
 
     ui_color = "#e8f0fe"
+    operator_extra_links = (DriftReportLink(),)
 
     def __init__(self, *, model: str, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
         kwargs.setdefault("key", f"predictions/{model}/ds={{{{ ds }}}}/_manifest.json")
@@ -46,6 +48,7 @@ class DriftSensor(PartitionSensor):
         links = {"Airflow task log": context["ti"].log_url}
         out = check_drift(_config(self.model), lake, MlflowHook(self.mlflow_conn_id).get_conn(), ds, links=links)
         out["report_link"] = lake_link(out["report_html"])
+        keep_link(self, DriftReportLink.name, out["report_link"])
         context["ti"].xcom_push(key="drift", value=out)
         self.log.info("%s; report %s", out["reason"], out["report_link"])
         return out

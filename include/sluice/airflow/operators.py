@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from sluice.airflow.callbacks import AlertedFailure
 from sluice.airflow.hooks import AlertHook, LakeHook
+from sluice.airflow.links import DataDocsLink, QuarantineLink, keep_link
 
 
 def lake_link(uri: str | None) -> str:
@@ -66,6 +67,7 @@ class ValidateLandingOperator(_ModelOperator):
     """GX suite on the interval's landing partition; on failure: quarantine, alert email, task fails red."""
 
     ui_color = "#fde9c9"
+    operator_extra_links = (DataDocsLink(), QuarantineLink())
 
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.alerts.email import data_quality_alert
@@ -80,6 +82,8 @@ class ValidateLandingOperator(_ModelOperator):
             return result.to_dict()
         links["Data Docs"] = lake_link(result.data_docs_uri)
         links["Quarantine record"] = lake_link(result.quarantine_uri)
+        keep_link(self, DataDocsLink.name, links["Data Docs"])
+        keep_link(self, QuarantineLink.name, links["Quarantine record"])
         context["ti"].xcom_push(key="quarantine", value=result.to_dict())
         message = f"{cfg.dataset.name} ds={ds} quarantined at {result.quarantine_uri}: {result.reason}"
         alert = data_quality_alert(cfg.name, cfg.dataset.name, ds.isoformat(), result.failures, result.rows, links)
