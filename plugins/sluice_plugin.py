@@ -27,7 +27,7 @@ class SluicePlugin(AirflowPlugin):
             "name": "Sluice models",
             "href": "/sluice/ui/",
             "destination": "nav",
-            "category": "browse",
-            "url_route": "sluice",
+            "nav_top_level": True,
+            "url_route": "sluice",  # the UI shows the page inside its frame at /plugin/sluice
         }
     ]
