@@ -43,7 +43,10 @@ DAG = "loans_features"
 DS = dt.date(2025, 1, 12)
 XSS_VALUES = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "</td><svg onload=alert(4)>"]
 XSS_FILE = 'x"><img src=x onerror=alert(3)>.parquet'
-ACTIVE = re.compile(r"<script|<img|<svg[^>]*onload|onerror=|href=\"\s*(javascript|data|vbscript):", re.I)
+#: markup a browser would act on: a script/img/iframe/object tag, an on* handler inside a tag, a script link
+ACTIVE = re.compile(
+    r"<(script|img|iframe|object|embed)\b|<[a-z]+[^>]*\son[a-z]+\s*=|href=\"\s*(javascript|data|vbscript):", re.I
+)
 
 
 def assert_inert(html: str, where: str) -> None:

@@ -142,6 +142,8 @@ def _jsonable(obj: Any) -> Any:
 def quiet_gx(level: int = logging.WARNING) -> Iterator[None]:
     """GX logs hundreds of INFO lines per validation (context, data source, metric plumbing); a task log
     should carry our one-line progress instead. Restores the previous levels afterwards."""
+    import great_expectations  # noqa: F401 -- first: its import creates (and configures) its loggers
+
     loggers = [logging.getLogger("great_expectations")] + [
         logging.getLogger(name)
         for name in list(logging.root.manager.loggerDict)
