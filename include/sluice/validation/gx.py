@@ -142,14 +142,17 @@ def _jsonable(obj: Any) -> Any:
 def quiet_gx(level: int = logging.WARNING) -> Iterator[None]:
     """GX logs hundreds of INFO lines per validation (context, data source, metric plumbing); a task log
     should carry our one-line progress instead. Restores the previous levels afterwards."""
-    import great_expectations  # noqa: F401 -- first: its import creates (and configures) its loggers
+    parent = logging.getLogger("great_expectations")
+    saved = [(parent, parent.level)]
+    parent.setLevel(max(level, parent.level))  # before the import: GX logs ~200 INFO lines while importing
+    import great_expectations  # noqa: F401
 
-    loggers = [logging.getLogger("great_expectations")] + [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name.startswith("great_expectations.")
+    loggers = [  # children that set their own level (data_context.types.base sets INFO)
+        lg
+        for name, lg in list(logging.root.manager.loggerDict.items())
+        if name.startswith("great_expectations.") and isinstance(lg, logging.Logger) and lg.level
     ]
-    saved = [(lg, lg.level) for lg in loggers]
+    saved += [(lg, lg.level) for lg in loggers]
     for lg in loggers:
         lg.setLevel(max(level, lg.level))
     try:
