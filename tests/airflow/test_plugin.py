@@ -157,3 +157,17 @@ def test_extra_links_are_declared_on_their_operators_and_persisted_by_key() -> N
     keep_link(op, "Data Docs", "http://127.0.0.1:8080/sluice/lake/quarantine/x/data_docs.html")
     assert DataDocsLink().get_link(op, ti_key=None).endswith("/data_docs.html")
     assert QuarantineLink().get_link(op, ti_key=None) == ""
+
+
+def test_s3_lake_is_served_with_the_same_key_checks(app, s3_lake) -> None:
+    from sluice.airflow.hooks import LakeHook
+
+    lake = LakeHook().get_conn()
+    lake.put_files("quarantine/loans/ds=2025-01-12/abc", {"data_docs.html": b"<p>docs</p>", "raw/x.parquet": b"PAR1"})
+    lake.storage.write_bytes("quarantine/../landing/secret.parquet", b"secret")  # S3 takes any key, even this
+    client = TestClient(app, base_url="http://localhost")
+    assert client.get("/lake/quarantine/loans/ds=2025-01-12/abc/data_docs.html").text == "<p>docs</p>"
+    raw = client.get("/lake/quarantine/loans/ds=2025-01-12/abc/raw/x.parquet")
+    assert raw.headers["content-disposition"].startswith("attachment;")
+    assert client.get("/lake/quarantine/../landing/secret.parquet").status_code == 404
+    assert client.get("/lake/quarantine/%2e%2e/landing/secret.parquet").status_code == 404
