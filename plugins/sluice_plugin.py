@@ -14,6 +14,8 @@ from airflow.sdk import BaseOperatorLink
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, Response
 
+from sluice.airflow.backfill_guard import MIDDLEWARE as BACKFILL_GUARD
+
 SERVED_ZONES = ("quarantine", "reports")
 
 lake_app = FastAPI(title="Sluice lake evidence", docs_url=None, redoc_url=None)
@@ -73,3 +75,4 @@ class SluicePlugin(AirflowPlugin):
     name = "sluice"
     fastapi_apps = [{"app": lake_app, "url_prefix": "/sluice", "name": "Sluice lake evidence"}]
     global_operator_extra_links = [QuarantineLink(), DriftReportLink()]
+    fastapi_root_middlewares = [BACKFILL_GUARD]
