@@ -36,9 +36,16 @@ WAIT_S = 900
 def _start_stack(s: embedded.Settings) -> set[str]:
     """The full stack of ``make up`` unless it already runs; returns the services this call started."""
     before = {n for n, pid in embedded.status(s).items() if pid}
-    if "airflow-api-server" not in before:
-        print("starting the embedded stack (PostgreSQL, SMTP sink, MLflow, Airflow); logs in", s.log_dir)
-    embedded.up(s)
+    missing = [
+        svc
+        for svc in embedded.SERVICES
+        if not ({svc} if svc != "airflow" else set(embedded.AIRFLOW_COMPONENTS)) <= before
+    ]
+    if missing or "postgres" not in before:
+        print(f"starting {', '.join(missing) or 'PostgreSQL'} of the embedded stack; logs in {s.log_dir}")
+        embedded.up(s, services=missing)
+    else:
+        print("the embedded stack is up: the demo uses it and leaves it running")
     after = {n for n, pid in embedded.status(s).items() if pid}
     return after - before
 
@@ -247,10 +254,31 @@ def _deliver(drv: Driver, lake, days: int) -> list[tuple[str, str, dict]]:
     return steps
 
 
-def _describe_training(run: dict) -> str:
+def _gate_mail(outbox: Path, mlflow_run_id: str | None) -> tuple[Path, str, list[str]] | None:
+    """The "why not promoted" mail of a candidate (found by its MLflow run id): file, subject, failing rules."""
+    from email import message_from_bytes, policy
+
+    if not mlflow_run_id:
+        return None
+    for path in sorted(outbox.glob("*.eml"), reverse=True):
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        if "NOT promoted" not in str(msg["Subject"]):
+            continue
+        part = msg.get_body(preferencelist=("plain",))
+        text = part.get_content() if part else ""
+        if mlflow_run_id in text:
+            lines = text.splitlines()
+            why = lines[:1] + [line for line in lines if line.startswith(("Failing rules", "Note:"))]
+            return path, str(msg["Subject"]), [line.strip() for line in why][:4]
+    return None
+
+
+def _describe_training(run: dict, outbox: Path) -> str:
     res, tasks = run.get("results") or {}, run["tasks"]
     if tasks.get("plan") == "skipped":
         return f"skipped by the plan ({(run.get('why') or {}).get('plan', 'see the task log')})"
+    if run.get("awaiting"):
+        return f"the gate was INCONCLUSIVE: waits for a person ({run['awaiting']} task), not awaited by the demo"
     gate, promote = res.get("gate"), res.get("promote")
     if gate:
         rules = ", ".join(f"{r['rule']} {r['verdict']}" for r in gate.get("rules", []))
@@ -258,6 +286,11 @@ def _describe_training(run: dict) -> str:
         if promote and promote.get("promoted"):
             return f"{what}; registered version {promote['version']} as '{promote['alias']}'"
         return f"{what}; not promoted: {(promote or {}).get('why', 'see the task log')}"
+    mail = _gate_mail(outbox, (res.get("train") or {}).get("run_id"))
+    if tasks.get("gate") == "failed" and mail:
+        path, subject, fails = mail
+        why = "".join(f"\n      {line}" for line in fails)
+        return f"{subject}; champion untouched{why}\n      the mail: {path}"
     return f"did not reach a decision: {tasks}"
 
 
@@ -344,7 +377,7 @@ def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
     for kind, what, run in steps:
         if kind == "training":
             plan = (run.get("results") or {}).get("plan") or {}
-            print(f"  train  ({what}): {_describe_training(run)}")
+            print(f"  train  ({what}): {_describe_training(run, s.outbox)}")
             if plan.get("why"):
                 print(f"      why it trained: {plan['why']}")
             trained = (run.get("results") or {}).get("train") or {}

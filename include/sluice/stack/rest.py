@@ -186,8 +186,13 @@ class AirflowClient:
 
         def fetch() -> list[dict]:
             run = self.run(dag_id, run_id)
-            if human_ok and run["state"] not in TERMINAL_RUN:
-                run["_awaiting"] = self.awaiting_human(self.task_instances(dag_id, run_id))
+            if run["state"] not in TERMINAL_RUN:
+                tis = self.task_instances(dag_id, run_id)
+                if human_ok:
+                    run["_awaiting"] = self.awaiting_human(tis)
+                done = sum(ti["state"] in ("success", "skipped", "failed", "upstream_failed") for ti in tis)
+                active = [ti["task_id"] for ti in tis if ti["state"] in ("running", "queued", "deferred")]
+                run["_detail"] = f"{done}/{len(tis)} tasks done" + (f", now: {', '.join(active)}" if active else "")
             return [run]
 
         def settled(runs: list[dict]) -> list[dict]:
@@ -209,6 +214,8 @@ class AirflowClient:
             failed = sum(r["state"] == "failed" for r in done)
             msg = f"  ... {what}: {len(done)}/{total} run(s) done" + (f" ({failed} failed)" if failed else "")
             msg += f", {running} running"
+            if total == 1 and runs and runs[0].get("_detail"):
+                msg = f"  ... {what}: {runs[0]['_detail']}"
             if msg != last_msg or elapsed - last_print >= 30:
                 progress(f"{msg} [{elapsed:.0f}s]")
                 last_msg, last_print = msg, elapsed
