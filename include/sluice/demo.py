@@ -155,7 +155,13 @@ def run_demo(days: int = 30) -> int:
     finally:
         if started:
             print(f"\nstopping what the demo started ({', '.join(sorted(started))}); `make up` shows the runs")
-            embedded.down(s)
+            if set(embedded.AIRFLOW_COMPONENTS) <= started:
+                embedded.down(s)  # its stack: model servers and strays included
+            else:
+                for name in sorted(started - {"postgres"}):
+                    embedded.stop_process(s, name)
+                if "postgres" in started:
+                    embedded.stop_postgres(s)
     print(f"\ndemo finished in {time.monotonic() - t_start:.0f}s")
     bad = [r for m in summary.values() for r in m["runs"] if r["state"] != "success" and r["ds"] not in m["corrupted"]]
     return 1 if bad else 0

