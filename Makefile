@@ -7,6 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 UV     := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 MODEL  ?= loans
+DAYS   ?= 30
 
 # ---- embedded stack settings: all services on 127.0.0.1, all state under $(SLUICE_HOME) -------------
 export SLUICE_HOME         ?= $(CURDIR)/.sluice
@@ -46,8 +47,8 @@ $(BENCH_ENV)/.synced: benchmarks/evidently/requirements.txt | $(UV)
 	$(UV) pip install --quiet --python $(BENCH_ENV)/bin/python -r benchmarks/evidently/requirements.txt
 	@touch $@
 
-demo: venv  ## run the whole loop on the embedded stack and print a summary
-	$(PY) -m sluice demo
+demo: venv  ## run the whole loop through the stack's scheduler and print a summary (DAYS=30)
+	$(PY) -m sluice demo --days $(DAYS)
 
 test: venv  ## run every test tier (unit, airflow, dags, integration, e2e)
 	$(PY) -m pytest

@@ -1,8 +1,9 @@
 """Run a DAG over a range of logical dates in one process (``dag.test``), and report each run as JSON.
 
 A process per run costs 11-14 s of Airflow start-up; one process costs that once and then about a
-second per small run. The demo and the e2e tests use it; the runs land in the metadata database like
-any other, so they show in the UI. For scheduler-driven backfills use ``airflow backfill create``.
+second per small run. Tests use it (``load_dag``, ``run_dates``). Runs made this way have no task log
+file and their start equals their logical date, so they look hollow in the UI: ``make demo`` drives the
+scheduler over REST instead (``sluice.stack.rest``); for backfills use ``airflow backfill create``.
 
 ``python -m sluice.airflow.runner DAG_ID --from 2025-01-01 --to 2025-01-30 [--json out.json]``
 ``python -m sluice.airflow.runner loans_batch_inference --dates 2025-01-02,2025-01-05``

