@@ -7,6 +7,8 @@ decision recorded in MLflow; FAIL/INCONCLUSIVE mails "why not promoted" and fail
 -> promote (pool of one slot: register the version, alias `challenger`, model Asset event).
 
 Started by the feature-set Asset, by the monitoring DAG (conf: reason, report) or by hand with Params.
+Every Param is optional (the trigger form works with its defaults); ``reason`` and ``report`` are run-conf
+keys the monitoring DAG sets, not form fields.
 """
 
 from airflow.sdk import DAG, Asset, Param
@@ -26,11 +28,14 @@ PROMOTION_POOL = "sluice_promotion"
 for cfg in load_model_configs().values():
     params = {
         "model": cfg.name,
-        "end_ds": Param(None, type=["null", "string"], format="date", description="last day of the window"),
-        "window_days": Param(cfg.training.window_days, type="integer", minimum=1, description="days of features"),
-        "force": Param(False, type="boolean", description="train even if the new-partition rule says no"),
-        "note": Param("", type="string", description="why you are training, kept on the MLflow run"),
-        "reason": Param("", type="string", description="set by the monitoring DAG"),
+        "end_ds": Param(
+            None, type=["null", "string"], format="date", description="last day of the window (empty: the newest)"
+        ),
+        "window_days": Param(
+            cfg.training.window_days, type=["null", "integer"], minimum=1, description="days of features"
+        ),
+        "force": Param(False, type=["null", "boolean"], description="train even if the new-partition rule says no"),
+        "note": Param(None, type=["null", "string"], description="optional: why you are training, kept on the run"),
     }
     kwargs = dag_kwargs(
         cfg,
