@@ -178,7 +178,9 @@ def deployment_alert(
         f"<ul>{reasons_html}</ul>{table}<ul>{link_html}</ul>"
     )
     steps = [
-        f"Nothing to do to keep serving: {serving} still answers.",
+        f"Nothing to do to keep serving: {serving} still answers."
+        if serving != "nothing"
+        else "Nothing serves this model yet; the version was refused before it could.",
         f"Read the failed checks above; a broken artifact or a model over budget needs a new version "
         f"(retrain with {model}_training), a budget too tight a change of deploy.infra_validation in the YAML.",
         f"To deploy a specific version, trigger {model}_deployment with version=<n>; to go back, action=rollback.",
