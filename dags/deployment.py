@@ -24,8 +24,15 @@ from sluice.config import load_model_configs
 for cfg in load_model_configs().values():
     params = {
         "model": cfg.name,
-        "action": Param("deploy", enum=["deploy", "rollback"], description="rollback = the previous champion"),
-        "version": Param(None, type=["null", "string"], description="a registered version; default: the challenger"),
+        "action": Param(
+            "deploy", enum=["deploy", "rollback"], description="deploy, or roll back to an earlier champion"
+        ),
+        "version": Param(
+            None,
+            type=["null", "string"],
+            description="optional: deploy = this registered version (default: the challenger); "
+            "rollback = this earlier champion (default: the previous one)",
+        ),
     }
     kwargs = dag_kwargs(
         cfg,

@@ -3,16 +3,21 @@
 plan (config rule on new partitions; or forced; or a monitoring reason in the run conf) -> train (snapshot
 with manifest, training-set GX suite, sklearn pipeline from config, one MLflow run with lineage tags)
 -> evaluate (candidate and champion on the same test rows, slices, paired bootstrap CI) -> gate (typed
-decision recorded in MLflow; FAIL/INCONCLUSIVE mails "why not promoted" and fails red, champion untouched)
--> promote (pool of one slot: register the version, alias `challenger`, model Asset event).
+decision recorded in MLflow; FAIL mails "why not promoted" and fails red, champion untouched) -> approve
+(PASS: nothing to approve; INCONCLUSIVE: a person approves or rejects in Browse > Required Actions, the owners
+get a mail with the evidence; no answer within gate.approval.timeout_hours = reject, and reject skips
+promotion) -> promote (pool of one slot: register the version, alias `challenger`, ledger, model Asset event).
 
 Started by the feature-set Asset, by the monitoring DAG (conf: reason, report) or by hand with Params.
+Every Param is optional (the trigger form works with its defaults); ``reason`` and ``report`` are run-conf
+keys the monitoring DAG sets, not form fields.
 """
 
 from airflow.sdk import DAG, Asset, Param
 
 from sluice.airflow.defaults import dag_kwargs
 from sluice.airflow.operators import (
+    ApprovePromotionOperator,
     EvaluateModelOperator,
     GateOperator,
     PlanTrainingOperator,
@@ -26,11 +31,14 @@ PROMOTION_POOL = "sluice_promotion"
 for cfg in load_model_configs().values():
     params = {
         "model": cfg.name,
-        "end_ds": Param(None, type=["null", "string"], format="date", description="last day of the window"),
-        "window_days": Param(cfg.training.window_days, type="integer", minimum=1, description="days of features"),
-        "force": Param(False, type="boolean", description="train even if the new-partition rule says no"),
-        "note": Param("", type="string", description="why you are training, kept on the MLflow run"),
-        "reason": Param("", type="string", description="set by the monitoring DAG"),
+        "end_ds": Param(
+            None, type=["null", "string"], format="date", description="last day of the window (empty: the newest)"
+        ),
+        "window_days": Param(
+            cfg.training.window_days, type=["null", "integer"], minimum=1, description="days of features"
+        ),
+        "force": Param(False, type=["null", "boolean"], description="train even if the new-partition rule says no"),
+        "note": Param(None, type=["null", "string"], description="optional: why you are training, kept on the run"),
     }
     kwargs = dag_kwargs(
         cfg,
@@ -47,8 +55,11 @@ for cfg in load_model_configs().values():
         train = TrainModelOperator(task_id="train", model=cfg.name)
         evaluate = EvaluateModelOperator(task_id="evaluate", model=cfg.name)
         gate = GateOperator(task_id="gate", model=cfg.name)
+        approve = ApprovePromotionOperator(
+            task_id="approve", model=cfg.name, timeout_hours=cfg.gate.approval.timeout_hours
+        )
         promote = PromoteModelOperator(
             task_id="promote", model=cfg.name, pool=PROMOTION_POOL, outlets=[Asset(f"sluice://model/{cfg.name}")]
         )
-        plan >> train >> evaluate >> gate >> promote
+        plan >> train >> evaluate >> gate >> approve >> promote
     globals()[dag.dag_id] = dag

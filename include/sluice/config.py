@@ -140,6 +140,15 @@ class TrainingConfig(_Frozen):
     estimator: EstimatorConfig
 
 
+class ApprovalConfig(_Frozen):
+    """A person decides an INCONCLUSIVE gate: the training run waits ``timeout_hours`` for Approve / Reject in the
+    Airflow UI (Browse > Required Actions); no answer in time counts as Reject. ``enabled: false``: INCONCLUSIVE
+    fails red like FAIL."""
+
+    enabled: bool = True
+    timeout_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
+
+
 class GateConfig(_Frozen):
     """Thresholds for promotion. An empty gate is a failure at run time, never a silent pass."""
 
@@ -154,6 +163,7 @@ class GateConfig(_Frozen):
     max_latency_ms: Annotated[float, Field(gt=0)] | None = None
     bootstrap_samples: Annotated[int, Field(ge=100, le=100_000)] = 1000
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    approval: ApprovalConfig = ApprovalConfig()
 
 
 class InfraValidationConfig(_Frozen):

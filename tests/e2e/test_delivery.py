@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import inconclusive as runs
 import pytest
 
 from sluice.alerts.mailsink import read_outbox
@@ -45,15 +46,7 @@ def trigger(api, **conf) -> str:
 
 
 def wait_run(api, run_id: str, timeout: float = 300) -> tuple[str, dict[str, str]]:
-    deadline = time.monotonic() + timeout
-    state = "queued"
-    while time.monotonic() < deadline:
-        state = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}")["state"]
-        if state in ("success", "failed"):
-            break
-        time.sleep(2)
-    tis = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances")["task_instances"]
-    return state, {t["task_id"]: t["state"] for t in tis}
+    return runs.wait_run(api, DAG, run_id, timeout)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

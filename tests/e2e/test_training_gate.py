@@ -60,7 +60,7 @@ def test_first_promotes_shuffled_is_refused_better_passes(training_dag, lake_roo
 
     # 1. the first training: no champion, only the absolute rules apply, and it becomes the challenger
     _, states = run(training_dag, end_ds="2025-01-18", window_days=14, note="first model")
-    assert states == {k: "success" for k in ("plan", "train", "evaluate", "gate", "promote")}, states
+    assert states == {k: "success" for k in ("plan", "train", "evaluate", "gate", "approve", "promote")}, states
     first = registry.by_alias("loans", CHALLENGER)
     assert first is not None and first.tags["gate.decision"] == "PASS"
     for tag in ("airflow.dag_id", "airflow.run_id", "data.manifest_sha256", "code.git_sha", "config.hash"):
@@ -72,7 +72,7 @@ def test_first_promotes_shuffled_is_refused_better_passes(training_dag, lake_roo
     # 2. label-shuffled data: refused, red, mailed, champion and challenger untouched
     originals = shuffle_labels(lake, cfg.labels.dataset, cfg.labels.column)
     _, states = run(training_dag, end_ds="2025-01-30", window_days=28, force=True, note="shuffled drill")
-    assert states["gate"] == "failed" and states["promote"] == "upstream_failed", states
+    assert states["gate"] == "failed" and states["approve"] == states["promote"] == "upstream_failed", states
     assert registry.by_alias("loans", CHAMPION).version == first.version
     assert registry.by_alias("loans", CHALLENGER).version == first.version
     (mail,) = read_outbox(smtp_sink)

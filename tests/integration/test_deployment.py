@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,70 @@ def test_the_router_port_being_taken_is_a_clear_error(cfg, target):
         squatter.listen()
         with pytest.raises(DeploymentError, match="is the port taken"):
             target._ensure_router()
+
+
+def test_rollback_goes_to_the_requested_earlier_champion_and_refuses_others(cfg, mlflow_server, register_model, frame):
+    registry = Registry(mlflow_server)
+    model, example = fit(cfg, frame), frame[feature_columns(cfg)].head(2)
+    v1, v2, v3, never = (register_model(cfg, model, example)[0] for _ in range(4))
+    for old, new in ((None, v1), (v1, v2), (v2, v3)):
+        registry.set_alias(cfg.name, CHAMPION, new)
+        ledger.append(registry, cfg.name, alias=CHAMPION, from_version=old, to_version=new, why="deployed", who="t")
+
+    assert job.resolve(cfg, registry, action="rollback")["version"] == v2  # no version: the previous champion
+    plan = job.resolve(cfg, registry, action="rollback", version=f"v{v1}")
+    assert plan["version"] == v1 and plan["release"]["version"] == v1
+    assert plan["why"] == f"rollback from v{v3} to v{v1} (requested version)"
+    with pytest.raises(DeploymentError, match=rf"'{v3}' is the current champion.*allowed: v{v2}, v{v1}"):
+        job.resolve(cfg, registry, action="rollback", version=v3)
+    with pytest.raises(DeploymentError, match=rf"'{never}' was never champion; allowed: v{v2}, v{v1}"):
+        job.resolve(cfg, registry, action="rollback", version=never)
+    with pytest.raises(DeploymentError, match=r"'999' is not a registered version of this model"):
+        job.resolve(cfg, registry, action="rollback", version="999")
+
+
+def test_the_ledger_is_one_readable_file_and_legacy_tags_are_migrated(
+    cfg, mlflow_server, register_model, frame, tmp_path
+):
+    import json
+
+    registry = Registry(mlflow_server)
+    v1, _ = register_model(cfg, fit(cfg, frame), frame[feature_columns(cfg)].head(2))
+    legacy = {
+        "seq": 1,
+        "at": "2026-01-01T00:00:00+00:00",
+        "who": "airflow:admin",
+        "dag_id": "d",
+        "run_id": "r",
+        "alias": CHAMPION,
+        "from": None,
+        "to": v1,
+        "why": "first deploy",
+        "evidence": "",
+    }
+    registry.client.set_registered_model_tag(cfg.name, "sluice.ledger.000001", json.dumps(legacy))
+    assert ledger.history(registry, cfg.name) == [legacy]  # an old installation's entries are still read
+
+    for i in range(3):
+        ledger.append(
+            registry,
+            cfg.name,
+            alias=CHALLENGER,
+            from_version=v1,
+            to_version=v1,
+            why=f"kept {i}",
+            who="t",
+            extra={"decision": "rejected", "seq": 99},
+        )
+    entries = ledger.history(registry, cfg.name)
+    assert [e["seq"] for e in entries] == [1, 2, 3, 4] and entries[0] == legacy
+    assert entries[-1]["decision"] == "rejected" and entries[-1]["why"] == "kept 2"
+    tags = registry.client.get_registered_model(cfg.name).tags
+    assert [k for k in tags if k.startswith("sluice.ledger")] == ["sluice.ledger"], tags  # one short summary tag
+    assert tags["sluice.ledger"].startswith("4 entries; last #4") and "sluice/ledger" in tags["sluice.ledger"]
+    uri = ledger.ledger_uri(registry, cfg.name)
+    assert uri.startswith(mlflow_server) and uri.endswith("/artifacts/ledger.txt")
+    run_id = uri.split("/runs/")[1].split("/")[0]
+    text = Path(registry.client.download_artifacts(run_id, "ledger.txt", str(tmp_path))).read_text()
+    assert "first deploy" in text and "(unchanged: rejected)" in text, text
+    assert ledger.history(registry, "no_such_model") == []

@@ -109,3 +109,44 @@ def test_a_failed_gate_cannot_be_promoted(lake, mlflow_server) -> None:
     trained, evaluation, decision = judged(cfg, lake, registry, "f")
     with pytest.raises(job.TrainingError, match="gate decided FAIL"):
         job.promote(cfg, registry, trained, evaluation, {**decision, "decision": "FAIL"}, run_type="manual")
+
+
+def test_evaluation_logs_the_classical_plots_on_the_run(lake, mlflow_server) -> None:
+    cfg, registry = fresh_config(), Registry(mlflow_server)
+    trained, _, _ = judged(cfg, lake, registry, "p")
+    names = sorted(a.path for a in registry.client.list_artifacts(trained["run_id"], "plots"))
+    assert names == [
+        f"plots/{n}.png" for n in ("calibration_curve", "confusion_matrix", "precision_recall_curve", "roc_curve")
+    ]
+
+
+def test_an_inconclusive_gate_promotes_only_with_a_named_approval_and_both_answers_reach_the_ledger(
+    lake, mlflow_server
+) -> None:
+    from sluice.deployment import ledger
+
+    cfg, registry = fresh_config(), Registry(mlflow_server)
+    trained, evaluation, decision = judged(cfg, lake, registry, "i")
+    unsure = {**decision, "decision": "INCONCLUSIVE"}
+    with pytest.raises(job.TrainingError, match="gate decided INCONCLUSIVE and nobody approved it"):
+        job.promote(cfg, registry, trained, evaluation, unsure, run_type="manual")
+    no = {"approved": False, "outcome": "rejected", "by": "airflow:ops", "why": "<not now>", "responded_at": "t"}
+    registry.client.create_registered_model(cfg.name)  # in real life a champion exists (else no INCONCLUSIVE)
+    job.record_approval(cfg, registry, trained, no, dag_id="d", run_id="r1")
+    assert registry.run(trained["run_id"]).data.tags["approval.by"] == "airflow:ops"
+
+    yes = {**no, "approved": True, "outcome": "approved", "by": "airflow:alice", "why": "looks fine"}
+    job.record_approval(cfg, registry, trained, yes, dag_id="d", run_id="r2")
+    out = job.promote(
+        cfg, registry, trained, evaluation, unsure, run_type="manual", approval=yes, dag_id="d", run_id="r2"
+    )
+    assert out["promoted"], out
+    version = registry.client.get_model_version(cfg.name, out["version"])
+    assert version.tags["gate.decision"] == "INCONCLUSIVE" and version.tags["approval.by"] == "airflow:alice"
+    entries = ledger.history(registry, cfg.name)
+    assert [(e["who"], e.get("decision")) for e in entries] == [
+        ("airflow:ops", "rejected"),
+        ("airflow:alice", "approved"),
+    ], entries
+    assert entries[0]["from"] == entries[0]["to"] and entries[0]["why"].endswith("rejected by airflow:ops: <not now>")
+    assert entries[1]["to"] == out["version"] and entries[1]["run_id"] == "r2"

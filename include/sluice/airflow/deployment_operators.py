@@ -63,7 +63,9 @@ class _DeploymentOperator(_TrainingOperator):
 
 
 class ResolveReleaseOperator(_DeploymentOperator):
-    """Which version to deploy: Params ``version``, else the new challenger; ``action=rollback`` = previous champion."""
+    """Which version to deploy: Params ``version``, else the new challenger; ``action=rollback``: the earlier
+    champion named by ``version``, else the previous one. The choice is logged, returned (XCom) and becomes the
+    ledger's reason."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
@@ -74,9 +76,10 @@ class ResolveReleaseOperator(_DeploymentOperator):
         plan = resolve(
             self.config(), self.registry, action=str(params.get("action") or "deploy"), version=params.get("version")
         )
-        self.log.info("plan: %s", plan)
         if not plan["deploy"]:
+            self.log.info("nothing to deploy: %s", plan["why"])
             raise AirflowSkipException(plan["why"])
+        self.log.info("chosen: v%s (%s): %s", plan["version"], plan["action"], plan["why"])
         return plan
 
 

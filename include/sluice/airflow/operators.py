@@ -10,7 +10,8 @@ import os
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import BaseOperator, Context, Param
 from airflow.sdk.exceptions import AirflowFailException
 
 from sluice.airflow.callbacks import AlertedFailure
@@ -199,8 +200,15 @@ class EvaluateModelOperator(_TrainingOperator):
         return evaluate(self.config(), self.lake_hook.get_conn(), self.registry, self.upstream(context, "train"))
 
 
+def mlflow_links(registry, model: str, run_id: str) -> dict[str, str]:
+    """The MLflow run of a candidate and its gate report, as UI addresses."""
+    run = f"{registry.tracking_uri}/#/experiments/{registry.experiment_id(model)}/runs/{run_id}"
+    return {"MLflow run": run, "Gate report": f"{run}/artifacts/gate_report.html"}
+
+
 class GateOperator(_TrainingOperator):
-    """The promotion gate: PASS lets promotion run; FAIL / INCONCLUSIVE mails why and fails red."""
+    """The promotion gate: PASS lets promotion run; INCONCLUSIVE goes to a person (``approve``) unless approval is
+    disabled; FAIL (or INCONCLUSIVE without approval) mails why and fails red, champion untouched."""
 
     ui_color = "#fde9c9"
 
@@ -212,20 +220,151 @@ class GateOperator(_TrainingOperator):
         trained, evaluation = self.upstream(context, "train"), self.upstream(context, "evaluate")
         decision = decide(cfg, self.registry, trained, evaluation)
         record = decision.to_dict()
-        if decision.decision.value == "PASS":
+        value = decision.decision.value
+        if value == "PASS":
             return record
-        links = {
-            "Airflow task log": context["ti"].log_url,
-            "MLflow run": f"{self.registry.tracking_uri}/#/experiments/"
-            f"{self.registry.experiment_id(cfg.name)}/runs/{trained['run_id']}",
-        }
+        if value == "INCONCLUSIVE" and cfg.gate.approval.enabled:
+            self.log.info(
+                "gate INCONCLUSIVE: the task 'approve' waits for a person (%s h)", cfg.gate.approval.timeout_hours
+            )
+            return record
+        links = {"Airflow task log": context["ti"].log_url, **mlflow_links(self.registry, cfg.name, trained["run_id"])}
         alert = gate_alert(cfg.name, decision, links, candidate=f"run {trained['run_id'][:8]}")
         try:
             self.alert_hook.send(alert, cfg.alerts.emails)
         except Exception as exc:
-            raise AirflowFailException(f"gate {decision.decision.value} (and the alert email failed: {exc})") from exc
+            raise AirflowFailException(f"gate {value} (and the alert email failed: {exc})") from exc
         failing = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failing_rules)
-        raise AlertedFailure(f"{cfg.name}: gate {decision.decision.value}, champion untouched. {failing}")
+        raise AlertedFailure(f"{cfg.name}: gate {value}, champion untouched. {failing}")
+
+
+class ApprovePromotionOperator(ApprovalOperator):
+    """Human in the loop for an INCONCLUSIVE gate (Airflow's HITL approval: Browse > Required Actions).
+
+    PASS: returns at once, nothing to approve. INCONCLUSIVE: mails the owners the evidence and the address of
+    the form, then waits (task state ``awaiting_input``; no worker slot) for Approve / Reject with a "why";
+    no answer within ``gate.approval.timeout_hours`` is Reject. Reject skips ``promote``. The answer (who, why)
+    goes on the MLflow run, to the ledger and to the owners.
+    """
+
+    ui_color = "#fff4d6"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        timeout_hours: float,
+        mlflow_conn_id: str = "mlflow_default",
+        smtp_conn_id: str = "smtp_default",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.pop("params", None)  # the DAG's params (apply_defaults passes them): not fields of this form
+        super().__init__(
+            subject=f"Promote the {model} candidate? The gate was INCONCLUSIVE",
+            defaults=ApprovalOperator.REJECT,
+            response_timeout=dt.timedelta(hours=timeout_hours),
+            params={
+                "why": Param(
+                    None,
+                    type=["null", "string"],
+                    title="Why",
+                    description="your reason; it is kept in the alias ledger with your name",
+                )
+            },
+            **kwargs,
+        )
+        self.model = model
+        self.timeout_hours = timeout_hours
+        self.mlflow_conn_id = mlflow_conn_id
+        self.smtp_conn_id = smtp_conn_id
+
+    @cached_property
+    def registry(self):
+        from sluice.airflow.hooks import MlflowHook
+
+        return MlflowHook(self.mlflow_conn_id).get_conn()
+
+    def _evidence(self, context: Context):
+        from sluice.config import get_model_config
+        from sluice.evaluation.gate import GateDecision
+
+        ti = context["ti"]
+        cfg = get_model_config(self.model)
+        trained = ti.xcom_pull(task_ids="train") or {}
+        evaluation = ti.xcom_pull(task_ids="evaluate") or {}
+        champ = (evaluation.get("champion") or {}).get("version")
+        links = {
+            "Airflow task log": ti.log_url,
+            **mlflow_links(self.registry, cfg.name, trained.get("run_id", "")),
+        }
+        return cfg, trained, GateDecision.from_dict(ti.xcom_pull(task_ids="gate") or {}), champ, links
+
+    def execute(self, context: Context) -> Any:
+        from sluice.alerts.email import approval_requested_alert
+        from sluice.evaluation.report import render_markdown
+
+        gate = context["ti"].xcom_pull(task_ids="gate") or {}
+        if gate.get("decision") == "PASS":
+            self.log.info("gate PASS: promotion needs no approval")
+            return {"decision": "PASS", "approved": True, "outcome": "passed", "by": "gate", "why": "gate PASS"}
+        if gate.get("decision") != "INCONCLUSIVE":
+            raise AirflowFailException(f"gate decision {gate.get('decision')!r}: only PASS or INCONCLUSIVE reach here")
+        cfg, trained, decision, champ, links = self._evidence(context)
+        candidate = f"run {trained['run_id'][:8]}"
+        self.body = render_markdown(
+            decision, model=cfg.name, candidate_label=candidate, champion_label=f"v{champ}", links=links
+        ) + (
+            "\nApprove: the candidate becomes the challenger and the deployment DAG deploys it. "
+            f"Reject: nothing moves. No answer within {self.timeout_hours:g} h counts as Reject.\n"
+        )
+        url = required_action_url(context)
+        deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.timeout_hours)).isoformat(timespec="minutes")
+        alert = approval_requested_alert(
+            cfg.name, decision, candidate=candidate, approve_url=url, links=links, deadline=deadline
+        )
+        AlertHook(self.smtp_conn_id).send(alert, cfg.alerts.emails)
+        self.registry.client.set_tag(trained["run_id"], "approval.requested", url)
+        self.log.info("gate INCONCLUSIVE: waiting for Approve/Reject at %s until %s", url, deadline)
+        return super().execute(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        from sluice.alerts.email import approval_decided_alert
+        from sluice.training.job import record_approval
+
+        answer = super().execute_complete(context=context, event=event)  # Reject: skips promote
+        user = answer.get("responded_by_user") or {}
+        approved = answer["chosen_options"] == [self.APPROVE]
+        timed_out = bool(event.get("timedout")) or not user
+        why = str((answer.get("params_input") or {}).get("why") or "").strip()
+        if timed_out:
+            why = why or f"no answer within {self.timeout_hours:g} h: rejected by default"
+        record = {
+            "decision": "INCONCLUSIVE",
+            "approved": approved,
+            "outcome": "approved" if approved else ("timed out" if timed_out else "rejected"),
+            "by": f"airflow:{user.get('name') or user.get('id')}" if user else "airflow:timeout",
+            "why": why,
+            "responded_at": str(answer.get("responded_at") or ""),
+        }
+        cfg, trained, _, _, links = self._evidence(context)
+        record_approval(cfg, self.registry, trained, record, dag_id=context["dag"].dag_id, run_id=context["run_id"])
+        self.log.info("approval: %s", record)
+        alert = approval_decided_alert(cfg.name, f"run {trained['run_id'][:8]}", record, links)
+        try:
+            AlertHook(self.smtp_conn_id).send(alert, cfg.alerts.emails)
+        except Exception:  # the decision is recorded; a broken relay must not undo it
+            self.log.exception("the approval-decided mail could not be sent")
+        return record
+
+
+def required_action_url(context: Context) -> str:
+    """The Airflow UI page where this task's approval form is (the task's Required Actions tab)."""
+    from urllib.parse import quote
+
+    ti = context["ti"]
+    base = os.environ.get("AIRFLOW__API__BASE_URL", "").rstrip("/")
+    run = quote(ti.run_id, safe="")
+    return f"{base}/dags/{ti.dag_id}/runs/{run}/tasks/{ti.task_id}/required_actions"
 
 
 class PromoteModelOperator(_TrainingOperator):
@@ -242,6 +381,9 @@ class PromoteModelOperator(_TrainingOperator):
             self.upstream(context, "evaluate"),
             self.upstream(context, "gate"),
             run_type=str(getattr(context.get("dag_run"), "run_type", "")),
+            approval=self.upstream(context, "approve"),
+            dag_id=context["dag"].dag_id,
+            run_id=context["run_id"],
         )
         self.log.info("promotion: %s", out)
         if out.get("promoted"):

@@ -7,7 +7,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from typing import Any
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _steps(steps: Sequence[str]) -> tuple[list[str], str]:
+    """'What to do next' as text lines and an HTML list (every step escaped)."""
+    text = ["", "What to do next:", *[f"{i}. {s}" for i, s in enumerate(steps, 1)]]
+    return text, "<h3>What to do next</h3><ol>" + "".join(f"<li>{_e(s)}</li>" for s in steps) + "</ol>"
+
+
+def _with_steps(alert: Alert, steps: Sequence[str]) -> Alert:
+    text, block = _steps(steps)
+    page = alert.html.replace("</body>", f"{block}</body>", 1) if "</body>" in alert.html else alert.html + block
+    return Alert(alert.subject, alert.text.rstrip("\n") + "\n" + "\n".join(text) + "\n", page)
 
 
 @dataclass(frozen=True)
@@ -20,6 +37,8 @@ class Alert:
         # Long subjects must not be folded before their first word: Python's parser then keeps a leading space.
         msg = EmailMessage(policy=policy.SMTP.clone(max_line_length=200))
         msg["Subject"], msg["From"], msg["To"] = self.subject, sender, ", ".join(to)
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or "sluice.localhost")
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")
         return msg
@@ -56,7 +75,14 @@ def data_quality_alert(
         f"quarantined. Rows read: {html.escape(read)}. Nothing downstream ran.</p>"
         f"{html_table(FAILURE_HEADER, table)}<ul>{link_html}</ul>"
     )
-    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>")
+    steps = [
+        f"Find why landing/{dataset}/ds={ds} is bad (the failed checks above, the Data Docs link) and fix it at the "
+        "source.",
+        f"Re-land the corrected files into landing/{dataset}/ds={ds}/ (the quarantined copy stays as evidence).",
+        f"In Airflow, clear the task 'validate' (with its downstream tasks) of the {model}_features run for "
+        f"ds={ds} (logical date {ds}); it validates again and, on success, publishes the features.",
+    ]
+    return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>"), steps)
 
 
 def gate_alert(model: str, decision: Any, links: Mapping[str, str], *, candidate: str) -> Alert:
@@ -68,7 +94,41 @@ def gate_alert(model: str, decision: Any, links: Mapping[str, str], *, candidate
     subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
     text = render_text(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
     html_body = render_html(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
-    return Alert(subject, text, html_body)
+    return _with_steps(Alert(subject, text, html_body), gate_next_steps(model, decision))
+
+
+#: what would change a failing rule's verdict, by rule name (a ``floor:<metric>`` rule uses ``floor``)
+_RULE_FIX = {
+    "thresholds_configured": "configure thresholds (gate.floors, non_inferiority_margin, ...) in the model's YAML",
+    "absolute_rules": "add an absolute rule (gate.floors or a budget) in the model's YAML: the first model has no "
+    "champion to compare with",
+    "floor": "the candidate must reach the floor: more or fresher training data, better features or estimator "
+    "params; lower the floor in the YAML only if the business accepts it",
+    "training_suite": "the training set failed its suite (training_set_suite.json on the MLflow run): fix the "
+    "data (labels, partitions) and retrain",
+    "model_size": "a smaller model (estimator params in the YAML) or a larger gate.max_model_mb",
+    "latency": "a faster model (fewer trees/iterations) or a larger gate.max_latency_ms",
+    "non_inferiority": "the candidate is worse than the champion by more than the margin: check the new data "
+    "(label shifts, broken features) before retraining; the champion keeps serving",
+    "min_improvement": "the candidate does not improve enough on the champion: retrain when more data has "
+    "arrived, or lower gate.min_improvement",
+    "slices": "a slice regressed (table above): inspect that segment's data; retrain or accept a larger "
+    "gate.slice_max_regression",
+    "bootstrap": "the comparison with the champion is missing: rerun the training so evaluation compares both",
+}
+
+
+def gate_next_steps(model: str, decision: Any) -> list[str]:
+    """For a FAIL: one step per failing rule (what would change it), then how to retrain."""
+    steps = []
+    for rule in decision.failing_rules:
+        fix = _RULE_FIX.get(rule.rule.split(":", 1)[0], "see the rule's detail above")
+        steps.append(f"{rule.rule}: {fix}.")
+    steps.append(
+        f"Nothing is promoted and the champion keeps serving. To try again, trigger {model}_training "
+        "(Trigger DAG; set force to train on the same data after a config change)."
+    )
+    return steps
 
 
 def deployment_alert(
@@ -117,7 +177,15 @@ def deployment_alert(
         f"Still serving: {html.escape(serving)}. The champion alias was not moved.</p>"
         f"<ul>{reasons_html}</ul>{table}<ul>{link_html}</ul>"
     )
-    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>")
+    steps = [
+        f"Nothing to do to keep serving: {serving} still answers."
+        if serving != "nothing"
+        else "Nothing serves this model yet; the version was refused before it could.",
+        f"Read the failed checks above; a broken artifact or a model over budget needs a new version "
+        f"(retrain with {model}_training), a budget too tight a change of deploy.infra_validation in the YAML.",
+        f"To deploy a specific version, trigger {model}_deployment with version=<n>; to go back, action=rollback.",
+    ]
+    return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)
 
 
 def retrain_alert(
@@ -152,4 +220,54 @@ def retrain_alert(
         f"<p>Started: <b>{html.escape(training_dag)}</b>; its gate decides whether the new model replaces the "
         f"champion.</p><ul>{link_html}</ul>"
     )
-    return Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>")
+    steps = [
+        f"Nothing, unless the signal is wrong: the retraining {training_dag} runs on its own; its gate decides.",
+        "If its gate is INCONCLUSIVE you get an approval request; if it fails, a 'why not promoted' mail.",
+    ]
+    return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)
+
+
+def approval_requested_alert(
+    model: str, decision: Any, *, candidate: str, approve_url: str, links: Mapping[str, str], deadline: str
+) -> Alert:
+    """An INCONCLUSIVE gate waits for a person: the evidence, and where to approve or reject before when."""
+    from sluice.evaluation.report import render_html, render_text
+
+    label = "current champion" if decision.champion_metrics is not None else "none (first model)"
+    subject = f"[sluice] {model}: APPROVAL NEEDED, gate INCONCLUSIVE for candidate {candidate}"
+    every = {"Approve or reject (Airflow required action)": approve_url, **links}
+    text = render_text(decision, model=model, candidate_label=candidate, champion_label=label, links=every)
+    page = render_html(decision, model=model, candidate_label=candidate, champion_label=label, links=every)
+    steps = [
+        f"Open {approve_url} (Airflow UI, Browse > Required Actions) and choose Approve or Reject, with why.",
+        "Approve: the candidate becomes the challenger and the deployment DAG deploys it. Reject: nothing moves.",
+        f"No answer by {deadline} counts as Reject.",
+    ]
+    return _with_steps(Alert(subject, text, page), steps)
+
+
+def approval_decided_alert(model: str, candidate: str, record: Mapping[str, Any], links: Mapping[str, str]) -> Alert:
+    """Who decided an INCONCLUSIVE gate, how and why, and what happens now."""
+    outcome = str(record.get("outcome", "")).upper()
+    subject = f"[sluice] {model}: candidate {candidate} {outcome} by {record.get('by')}"
+    then = (
+        "It is promoted to challenger now; the deployment DAG deploys it."
+        if record.get("approved")
+        else "Nothing is promoted; champion and challenger stay as they are."
+    )
+    lines = [
+        f"The INCONCLUSIVE gate of {model} candidate {candidate} was {record.get('outcome')} "
+        f"by {record.get('by')} at {record.get('responded_at')}.",
+        f"Why: {record.get('why') or '-'}",
+        then,
+        "",
+        *[f"{k}: {v}" for k, v in links.items() if v],
+    ]
+    link_html = "".join(f'<li><a href="{_e(v)}">{_e(k)}</a></li>' for k, v in links.items() if v)
+    page = (
+        f"<p>The INCONCLUSIVE gate of <b>{_e(model)}</b> candidate {_e(candidate)} was "
+        f"<b>{_e(record.get('outcome'))}</b> by <b>{_e(record.get('by'))}</b> at {_e(record.get('responded_at'))}."
+        f"</p><p>Why: {_e(record.get('why') or '-')}</p><p>{_e(then)}</p><ul>{link_html}</ul>"
+    )
+    steps = ["Nothing; the decision is in the alias ledger (python -m sluice models history " + model + ")."]
+    return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)

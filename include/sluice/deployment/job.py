@@ -41,13 +41,7 @@ def resolve(cfg: ModelConfig, registry: Registry, *, action: str = "deploy", ver
     champ = registry.by_alias(cfg.name, CHAMPION)
     current = champ.version if champ else None
     if action == "rollback":
-        target = ledger.previous_champion(registry, cfg.name)
-        if target is None:
-            raise DeploymentError(
-                f"{cfg.name}: the ledger records no earlier champion, so there is nothing to roll back to "
-                f"(champion is {'v' + current if current else 'unset'}); deploy a version explicitly instead"
-            )
-        why = f"rollback from v{current} to the previous champion v{target}"
+        target, why = _rollback_target(cfg, registry, current, version)
     elif action == "deploy":
         if version:
             target, why = str(version), f"version {version} requested"
@@ -59,7 +53,43 @@ def resolve(cfg: ModelConfig, registry: Registry, *, action: str = "deploy", ver
     else:
         raise ValueError(f"unknown action {action!r}; expected 'deploy' or 'rollback'")
     release = release_of(registry, cfg.name, target)
-    return {"deploy": True, "release": release.to_dict(), "champion": current, "action": action, "why": why}
+    log.info("%s: %s chooses v%s: %s", cfg.name, action, target, why)
+    return {
+        "deploy": True,
+        "release": release.to_dict(),
+        "version": target,
+        "champion": current,
+        "action": action,
+        "why": why,
+    }
+
+
+def _rollback_target(cfg: ModelConfig, registry: Registry, current: str | None, version: Any) -> tuple[str, str]:
+    """The version a rollback goes to: the one asked for (an earlier champion of this model, not the current one),
+    else the previous champion in the ledger."""
+    earlier = [v for v in ledger.former_champions(registry, cfg.name) if v != current]
+    if version in (None, ""):
+        target = ledger.previous_champion(registry, cfg.name)
+        if target is None:
+            raise DeploymentError(
+                f"{cfg.name}: the ledger records no earlier champion, so there is nothing to roll back to "
+                f"(champion is {'v' + current if current else 'unset'}); deploy a version explicitly instead"
+            )
+        return target, f"rollback from v{current} to the previous champion v{target}"
+    wanted = str(version).strip().removeprefix("v")
+    allowed = ", ".join(f"v{v}" for v in earlier) or "none"
+    if wanted == current:
+        raise DeploymentError(
+            f"{cfg.name}: rollback version {version!r} is the current champion; roll back to an earlier "
+            f"champion instead (allowed: {allowed})"
+        )
+    if wanted not in earlier:
+        registered = {str(v.version) for v in registry.versions(cfg.name)}
+        what = "was never champion" if wanted in registered else "is not a registered version of this model"
+        raise DeploymentError(
+            f"{cfg.name}: rollback version {version!r} {what}; allowed: {allowed} (earlier champions in the ledger)"
+        )
+    return wanted, f"rollback from v{current} to v{wanted} (requested version)"
 
 
 def previous_release(registry: Registry, model: str, version: str | None) -> Release | None:

@@ -219,3 +219,42 @@ def render_html(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
     )
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def _md(value: Any) -> str:
+    """Markdown-safe text: HTML-escaped, markdown punctuation backslash-escaped, no line breaks."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(_clean(value), quote=True))
+
+
+def undecided_rules(decision: GateDecision) -> list[RuleResult]:
+    """The rules that made the decision what it is: failing ones, else the inconclusive ones."""
+    return [r for r in ordered_rules(decision) if Verdict(r.verdict) in (Verdict.FAIL, Verdict.INCONCLUSIVE)]
+
+
+def render_markdown(
+    decision: GateDecision,
+    *,
+    model: str,
+    candidate_label: str,
+    champion_label: str | None,
+    links: Mapping[str, str],
+) -> str:
+    """The evidence as Markdown, for the Airflow approval form: decision, metrics, interval, reasons, links."""
+    lines = [f"**{_md(_headline(decision, model, candidate_label, champion_label))}**", ""]
+    lines += ["| metric | candidate | champion | difference | |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in _metric_rows(decision)]
+    lines += ["", f"Bootstrap: {_md(bootstrap_line(decision))}", "", "Why the gate could not decide:"]
+    lines += [
+        f"- **{_md(r.rule)}** ({_md(Verdict(r.verdict).value)}): {_md(r.detail)}" for r in undecided_rules(decision)
+    ]
+    lines += [f"- note: {_md(n)}" for n in decision.notes]
+    safe = [(name, url) for name, url in links.items() if url and _safe_href(url)]
+    if safe:
+        lines += [
+            "",
+            " · ".join(f"[{_md(name)}](<{url.replace('>', '%3E').replace(' ', '%20')}>)" for name, url in safe),
+        ]
+    return "\n".join(lines) + "\n"

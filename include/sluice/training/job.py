@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sluice.config import ModelConfig
+from sluice.deployment import ledger
 from sluice.deployment.artifact import FILE_TAG, SHA_TAG, model_dir_sha256
 from sluice.lake import Lake
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 #: run tags copied onto the registered version: who/what/which data/which code/which config/which bytes
 LINEAGE_PREFIXES = ("airflow.", "data.", "code.", "config.", "model.")
-STATE_TAG = "sluice.state"  # training -> rejected | evaluated -> passed | failed -> promoted | superseded
+# training -> rejected | evaluated -> passed | failed | awaiting_approval (-> approved | not_approved)
+# -> promoted | superseded
+STATE_TAG = "sluice.state"
 
 
 class TrainingError(RuntimeError):
@@ -352,6 +355,24 @@ def compare(cfg: ModelConfig, test_df: Any, candidate: Any, champion: Any | None
     return out
 
 
+def log_evaluation_plots(
+    cfg: ModelConfig, registry: Registry, run_id: str, test_df: Any, candidate: Any, champion: Any | None
+) -> list[str]:
+    """ROC, PR, calibration and confusion matrix (classification) as ``plots/*.png`` on the training run."""
+    from sluice.evaluation.plots import evaluation_plots
+    from sluice.training.model import predict_scores
+
+    y = test_df[cfg.labels.column].to_numpy()
+    cand = predict_scores(candidate, test_df, cfg.task)
+    champ = predict_scores(champion, test_df, cfg.task) if champion is not None else None
+    plots = evaluation_plots(cfg.task, y, cand, champ)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, png in plots.items():
+            (Path(tmp) / name).write_bytes(png)
+        registry.client.log_artifacts(run_id, tmp, "plots")
+    return sorted(plots)
+
+
 def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[str, Any]) -> dict[str, Any]:
     """Candidate and current champion on the same test rows: metrics, slices, paired bootstrap CI."""
     import mlflow
@@ -367,6 +388,7 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
     champ = registry.by_alias(cfg.name, CHAMPION)
     champion = mlflow.sklearn.load_model(f"models:/{cfg.name}/{champ.version}") if champ is not None else None
     out = compare(cfg, test_df, candidate, champion)
+    log_evaluation_plots(cfg, registry, trained["run_id"], test_df, candidate, champion)
     if champ is not None:
         out["champion"] = {"version": champ.version, "run_id": champ.run_id}
     client = registry.client
@@ -420,8 +442,53 @@ def decide(cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], eva
     )
     registry.client.log_text(rid, html, "gate_report.html")
     registry.client.set_tag(rid, "gate.decision", decision.decision.value)
-    registry.client.set_tag(rid, STATE_TAG, "passed" if decision.decision.value == "PASS" else "failed")
+    value = decision.decision.value
+    waits = value == "INCONCLUSIVE" and cfg.gate.approval.enabled
+    registry.client.set_tag(rid, STATE_TAG, "passed" if value == "PASS" else "awaiting_approval" if waits else "failed")
     return decision
+
+
+# --------------------------------------------------------------------------------------------- approval
+
+
+def record_approval(
+    cfg: ModelConfig,
+    registry: Registry,
+    trained: Mapping[str, Any],
+    record: Mapping[str, Any],
+    *,
+    dag_id: str,
+    run_id: str,
+) -> None:
+    """A person's answer to an INCONCLUSIVE gate, on the MLflow run; a rejection (or timeout) also goes to the
+    ledger here, an approval with the promotion it allows."""
+    rid = trained["run_id"]
+    for key in ("outcome", "by", "why", "responded_at"):
+        registry.client.set_tag(rid, f"approval.{key}", str(record.get(key) or "")[:5000])
+    registry.client.set_tag(rid, STATE_TAG, "approved" if record.get("approved") else "not_approved")
+    if record.get("approved"):
+        return
+    with promotion_lock(cfg.name):
+        current = registry.by_alias(cfg.name, CHALLENGER)
+        version = current.version if current else None
+        ledger.append(
+            registry,
+            cfg.name,
+            alias=CHALLENGER,
+            from_version=version,
+            to_version=version,
+            why=approval_why(record, rid),
+            who=str(record.get("by")),
+            dag_id=dag_id,
+            run_id=run_id,
+            evidence=f"runs:/{rid}/gate_decision.json",
+            extra={"decision": str(record.get("outcome")), "candidate_run": rid},
+        )
+
+
+def approval_why(record: Mapping[str, Any], rid: str) -> str:
+    why = str(record.get("why") or "").strip() or "no reason given"
+    return f"gate INCONCLUSIVE for run {rid[:8]}: {record.get('outcome')} by {record.get('by')}: {why}"
 
 
 # --------------------------------------------------------------------------------------------- promote
@@ -472,16 +539,22 @@ def promote(
     decision: Mapping[str, Any],
     *,
     run_type: str,
+    approval: Mapping[str, Any] | None = None,
+    dag_id: str = "",
+    run_id: str = "",
 ) -> dict[str, Any]:
     """Register the candidate and point ``challenger`` at it, only on PASS and only if it is the best.
 
     Runs that train on the same snapshot at the same time meet here: each waits (bounded) until the
     others have their gate decision, then, under the lock, only the best of the passed ones registers,
     so exactly one promotion happens and the better model wins, whatever order they arrive in. The
-    champion is re-read under the lock: a decision taken against another champion is stale.
+    champion is re-read under the lock: a decision taken against another champion is stale. An INCONCLUSIVE
+    gate promotes only with a person's approval (``approval``); the move goes to the ledger with who and why.
     """
-    if decision.get("decision") != "PASS":
-        raise TrainingError(f"promotion refused: the gate decided {decision.get('decision')}")
+    verdict = decision.get("decision")
+    approved = verdict == "INCONCLUSIVE" and bool((approval or {}).get("approved"))
+    if verdict != "PASS" and not approved:
+        raise TrainingError(f"promotion refused: the gate decided {verdict} and nobody approved it")
     if run_type == "backfill":
         return {"promoted": False, "why": "a backfill run never moves an alias"}
     rid, sha = trained["run_id"], trained["manifest_sha256"]
@@ -519,8 +592,8 @@ def promote(
                 }
         run = registry.run(rid)
         tags = {
-            **{k: v for k, v in run.data.tags.items() if k.startswith(LINEAGE_PREFIXES)},
-            "gate.decision": "PASS",
+            **{k: v for k, v in run.data.tags.items() if k.startswith(LINEAGE_PREFIXES + ("approval.",))},
+            "gate.decision": verdict,
             "gate.primary_metric": cfg.gate.primary_metric,
             "eval.primary_oriented": f"{mine:.6f}",
             "gate.evidence": f"runs:/{rid}/gate_decision.json",
@@ -528,7 +601,20 @@ def promote(
         version = registry.register(cfg.name, trained["model_uri"], rid, tags)
         registry.set_alias(cfg.name, CHALLENGER, version.version)
         registry.client.set_tag(rid, STATE_TAG, "promoted")
+        ledger.append(
+            registry,
+            cfg.name,
+            alias=CHALLENGER,
+            from_version=current.version if current else None,
+            to_version=version.version,
+            why=approval_why(approval or {}, rid) if approved else f"gate PASS for run {rid[:8]}",
+            who=str((approval or {}).get("by")) if approved else "airflow:gate",
+            dag_id=dag_id,
+            run_id=run_id,
+            evidence=f"runs:/{rid}/gate_decision.json",
+            extra={"decision": "approved", "candidate_run": rid} if approved else {"candidate_run": rid},
+        )
         if current is not None and current.version != version.version:
             registry.client.set_model_version_tag(cfg.name, current.version, STATE_TAG, "superseded")
-    log.info("registered %s v%s and set alias %s", cfg.name, version.version, CHALLENGER)
+    log.info("registered %s v%s and set alias %s (gate %s)", cfg.name, version.version, CHALLENGER, verdict)
     return {"promoted": True, "version": version.version, "alias": CHALLENGER, "run_id": rid}
