@@ -9,12 +9,11 @@ Screenshots of every step land in ``$SLUICE_ARTIFACTS`` (default ``.sluice/artif
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from urllib.parse import quote
 
 import pytest
-from uidata import SCORED, model_config, polls, trigger, wait_deployments, wait_tasks
+from uidata import WAITING, judged, model_config, polls, retrain_on_champion_window, wait_deployments, wait_tasks
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +51,7 @@ def test_task_log_shows_what_the_operator_logged(browser, populated) -> None:
     ("dag_id", "run_key", "task_id", "link", "expect"),
     [
         ("loans_features", "features", "validate", "Quarantine record", "loans"),
+        ("loans_features", "features", "validate", "Data Docs", "loans"),
         ("loans_monitoring", "monitoring", "drift", "Drift report", "drift"),
     ],
 )
@@ -94,7 +94,7 @@ def _champion(stack) -> str:
 
 
 def _shows_version(text: str, version: str) -> bool:
-    return "champion" in text.lower() and re.search(rf"(?<![\d.]){re.escape(version)}(?![\d.])", text) is not None
+    return "champion" in text.lower() and re.search(rf"\bv{re.escape(version)}\b", text) is not None
 
 
 def test_sluice_view_is_in_the_navigation_and_shows_the_champion(browser, stack, populated) -> None:
@@ -103,17 +103,19 @@ def test_sluice_view_is_in_the_navigation_and_shows_the_champion(browser, stack,
     version = _champion(stack)
     browser.open("home", "/dags", "loans_features")
     driver = browser.driver
-    if not any(e.is_displayed() for e in driver.find_elements(By.XPATH, "//a[contains(., 'Sluice')]")):
-        browser.button("Plugins").click()  # views that are not top level sit in the Plugins menu
+    entries = "//a[contains(., 'Sluice')]"
+    menu = [e for e in driver.find_elements(By.XPATH, "//button[normalize-space(.)='Plugins']") if e.is_displayed()]
+    if menu and not any(e.is_displayed() for e in driver.find_elements(By.XPATH, entries)):
+        menu[0].click()  # views that are not top level sit in the Plugins menu
     entry = browser.wait(
-        lambda d: next((e for e in d.find_elements(By.XPATH, "//a[contains(., 'Sluice')]") if e.is_displayed()), False),
+        lambda d: next((e for e in d.find_elements(By.XPATH, entries) if e.is_displayed()), False),
         "no 'Sluice' entry in the Airflow navigation",
     )
     entry.click()
     browser.wait(lambda d: "/plugin/" in d.current_url or "/sluice/ui" in d.current_url, "the nav entry went nowhere")
-    frames = driver.find_elements(By.TAG_NAME, "iframe")
-    if frames:  # an external view renders inside the UI's frame
-        driver.switch_to.frame(frames[0])
+    if "/plugin/" in driver.current_url:  # an external view renders inside the UI's frame
+        frame = browser.wait(lambda d: next(iter(d.find_elements(By.TAG_NAME, "iframe")), False), "no view frame")
+        driver.switch_to.frame(frame)
     try:
         browser.wait(lambda d: _shows_version(browser.body_text(), version), f"no champion version {version}")
     finally:
@@ -130,20 +132,17 @@ def test_sluice_view_is_in_the_navigation_and_shows_the_champion(browser, stack,
 def _make_inconclusive_candidate(stack) -> str:
     """Start a loans_training run whose gate decides INCONCLUSIVE; returns its run id once ``approve`` waits.
 
-    A candidate trained on one day the champion has not seen (the first backfilled day) is compared with the
-    champion on its own test split of 300 rows: the paired bootstrap interval of the ROC AUC difference is
-    then wide enough to straddle the non-inferiority margin (the stack's gate has no slice rule).
+    The stack's gate has a non-inferiority margin of 0 and the champion (v1) was trained on the window this
+    run trains on: same snapshot, same seed, same model, so the bootstrap interval is [0, 0], which straddles
+    the margin (the recipe of tests/e2e/inconclusive.py).
     """
     _, api = stack
-    day = (SCORED + dt.timedelta(days=1)).isoformat()
-    run_id = trigger(api, "loans_training", force=True, end_ds=day, window_days=1, note="one day")
-    states = wait_tasks(
-        api,
-        "loans_training",
-        run_id,
-        lambda st: st.get("approve") in ("deferred", "awaiting_input") or st.get("gate") in ("failed", "success"),
-    )
-    assert states.get("approve") in ("deferred", "awaiting_input"), f"{run_id}: no approval is waiting: {states}"
+    return wait_for_approval(api, retrain_on_champion_window(api))
+
+
+def wait_for_approval(api, run_id: str) -> str:
+    states = wait_tasks(api, "loans_training", run_id, judged, timeout=900)
+    assert states.get("approve") in WAITING, f"{run_id}: no approval is waiting: {states}"
     return run_id
 
 
@@ -171,6 +170,9 @@ def answer_in_browser(browser, api, run_id: str, option: str) -> None:
     """Open the task's Required Action tab, check it shows the gate's evidence, and click ``option``."""
     path = ti_path("loans_training", run_id, "approve", "required_actions")
     browser.open(f"approval-form-{option}", path, "Approve", "Reject", "INCONCLUSIVE", timeout=60)
+    why = [e for e in browser.driver.find_elements("xpath", "//*[@name='why' or @id='why']") if e.is_displayed()]
+    if why:  # the form's optional "why" field (it goes to the ledger with the user's name)
+        why[0].send_keys(f"{option} from the browser tier")
     browser.button(option).click()
     browser.wait(lambda d: hitl_detail(api, run_id).get("response_received"), f"the answer {option!r} was not taken")
     browser.settle(f"approval-answered-{option}")
@@ -180,7 +182,7 @@ def test_inconclusive_candidates_are_approved_and_rejected_in_the_browser(browse
     _, api = stack
     _champion(stack)  # candidates are judged against a champion that no longer moves
     api.call("PATCH", "/dags/loans_deployment", json={"is_paused": True})  # promotion here ends at challenger
-    approved = _make_inconclusive_candidate(stack)
+    approved = wait_for_approval(api, populated["training"])  # the data setup's retrain is the first one
     answer_in_browser(browser, api, approved, "Approve")
     wait_tasks(api, "loans_training", approved, lambda st: st.get("promote") in ("success", "failed"), timeout=300)
     rejected = _make_inconclusive_candidate(stack)
