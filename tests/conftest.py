@@ -33,7 +33,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type":"aws","extra":{"region_name":"us-east-1"}}')
 
-NEEDS_AIRFLOW_DB = ("airflow", "dags", "e2e")
+NEEDS_AIRFLOW_DB = ("airflow", "dags", "e2e", "browser")
 
 
 def start_or_kill(proc, ready, what: str, timeout: float) -> None:
@@ -86,7 +86,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every test belongs to a tier: the folder it lives in gives the marker."""
     for item in items:
         tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
-        if tier in ("unit", "airflow", "dags", "integration", "e2e"):
+        if tier in ("unit", "airflow", "dags", "integration", "e2e", "browser"):
             item.add_marker(getattr(pytest.mark, tier))
         elif tier == "compose":
             item.add_marker(pytest.mark.unit)
