@@ -141,6 +141,8 @@ def test_data_docs_and_summary_escape_hostile_values_and_render_offline(evidence
         assert r.status_code == 200, (page, r.status_code, r.text[:300])
         assert_strict_headers(r)
         assert "sandbox" in r.headers["content-security-policy"]
+        for value in XSS_VALUES:
+            assert value not in r.text, f"{page} echoes the landed value {value!r} unescaped"
         assert_inert(r.text, page)
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text, f"{page} does not show the failing value"
         assert not re.search(r"<(link|script)\b|@import", r.text), f"{page} loads an external asset"
