@@ -19,7 +19,8 @@ _CSP_DOC = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-u
 CSP = f"{_CSP_DOC}; frame-ancestors 'self'"
 #: the same policy as a meta tag (frame-ancestors is ignored there), so a copy opened from disk or from
 #: MLflow's artifact view is as restricted as the served page
-CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{_CSP_DOC}">'
+#: with an empty icon, so the browser fetches no /favicon.ico the policy would refuse (a console error)
+CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{_CSP_DOC}"><link rel="icon" href="data:,">'
 SAFE_SCHEMES = ("http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f]")  # browsers drop these when they parse a URL's scheme

@@ -45,7 +45,8 @@ XSS_VALUES = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "</
 XSS_FILE = 'x"><img src=x onerror=alert(3)>.parquet'
 #: markup a browser would act on: a script/img/iframe/object tag, an on* handler inside a tag, a script link
 ACTIVE = re.compile(
-    r"<(script|img|iframe|object|embed)\b|<[a-z]+[^>]*\son[a-z]+\s*=|href=\"\s*(javascript|data|vbscript):", re.I
+    r"<(script|img|iframe|object|embed)\b|<[a-z]+[^>]*\son[a-z]+\s*=|<a\s[^>]*href=\"\s*(javascript|data|vbscript):",
+    re.I,
 )
 
 
@@ -141,9 +142,11 @@ def test_data_docs_and_summary_escape_hostile_values_and_render_offline(evidence
         assert r.status_code == 200, (page, r.status_code, r.text[:300])
         assert_strict_headers(r)
         assert "sandbox" in r.headers["content-security-policy"]
+        for value in XSS_VALUES:
+            assert value not in r.text, f"{page} echoes the landed value {value!r} unescaped"
         assert_inert(r.text, page)
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text, f"{page} does not show the failing value"
-        assert not re.search(r"<(link|script)\b|@import", r.text), f"{page} loads an external asset"
+        assert not re.search(r"<script\b|@import|<link[^>]*href=\"(?!data:)", r.text), f"{page} loads an external asset"
     docs = get(f"/sluice/lake/{folder}/data_docs.html").text
     assert re.search(r"application_id=[^:<]+: &lt;script&gt;", docs), "failing rows carry no ids"
 
