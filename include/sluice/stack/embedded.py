@@ -543,14 +543,14 @@ AIRFLOW_COMPONENTS: dict[str, list[str]] = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer", "--skip-serve-logs"],
 }
-#: components started through ``sluice.stack.preload``: the scheduler forks the task processes, so the
+#: components started through ``sluice.airflow.preload``: the scheduler forks the task processes, so the
 #: libraries the tasks import are imported there once
 PRELOADED = ("airflow-scheduler",)
 
 
 def airflow_command(name: str) -> list[str]:
     if name in PRELOADED:
-        return [sys.executable, "-m", "sluice.stack.preload", *AIRFLOW_COMPONENTS[name]]
+        return [sys.executable, "-m", "sluice.airflow.preload", *AIRFLOW_COMPONENTS[name]]
     return [str(BIN / "airflow"), *AIRFLOW_COMPONENTS[name]]
 
 
