@@ -192,7 +192,7 @@ def _deliver(drv: Driver, lake, days: int) -> list[tuple[str, str, dict]]:
     half -> each later day: score, monitor (drift against the serving version's reference; live performance
     once labels arrive) -> the scenario's covariate shift is detected -> the monitoring run triggers training
     (the scheduler runs it) -> gate -> deployment -> the rest of the month -> a hand-triggered training on a
-    one-day window, which the gate refuses (FAIL) and mails why.
+    window with one labelled day, which the gate refuses (FAIL) and mails why.
     """
     cfg = get_model_config("loans")
     dag = cfg.dag_id
@@ -239,9 +239,17 @@ def _deliver(drv: Driver, lake, days: int) -> list[tuple[str, str, dict]]:
     known = deployments()
     what = f"first model, data to {mid}"
     train(drv.trigger(dag("training"), {"end_ds": mid.isoformat(), "note": "demo: first model"}, what), what, known)
-    backfill_days("batch_inference", [d for d in published if d <= mid], f"days to {mid}")
-    retrains(score_and_monitor(mid + dt.timedelta(days=1), shift - dt.timedelta(days=1), f"days to {shift}"))
-    later = [d for d in published if shift <= d <= end]
+    deployed = [r for k, _, r in steps if k == "deployment" and r["state"] == "success"]
+    if not deployed:
+        print(
+            "[loans] the first model is not serving (see its training and deployment above): scoring and "
+            "monitoring need a champion, so the demo skips them"
+        )
+        later = []
+    else:
+        backfill_days("batch_inference", [d for d in published if d <= mid], f"days to {mid}")
+        retrains(score_and_monitor(mid + dt.timedelta(days=1), shift - dt.timedelta(days=1), f"days to {shift}"))
+        later = [d for d in published if shift <= d <= end]
     while later:
         day, later = later[0], later[1:]
         (mon,) = score_and_monitor(day, day, f"ds={day}") or [{}]
@@ -250,11 +258,18 @@ def _deliver(drv: Driver, lake, days: int) -> list[tuple[str, str, dict]]:
             if later:
                 retrains(score_and_monitor(later[0], later[-1], f"days after {day}"))
             break
-    # a deliberately weak candidate: one day of data is below the training-set suite's min_rows, so the gate
-    # says FAIL (not INCONCLUSIVE) and mails why it was not promoted; the champion stays
-    weak = (end if published else mid).isoformat()
-    conf = {"end_ds": weak, "window_days": 1, "force": True, "note": "demo: a one-day window, the gate must refuse"}
-    what = f"by hand, a one-day window to {weak}"
+    # a deliberately weak candidate: labels arrive labels.delay_days late, so a window of delay_days + 1 days
+    # holds one labelled day (~2,000 rows), below the training-set suite's min_rows: the gate says FAIL (not
+    # INCONCLUSIVE), deterministically, and mails why it was not promoted; the champion stays
+    weak = end if published else mid
+    window = cfg.labels.delay_days + 1
+    conf = {
+        "end_ds": weak.isoformat(),
+        "window_days": window,
+        "force": True,
+        "note": f"demo: a {window}-day window with one labelled day; the gate must refuse it",
+    }
+    what = f"by hand, a {window}-day window to {weak} (one labelled day)"
     known = deployments()
     train(drv.trigger(dag("training"), conf, what), what, known)
     return steps

@@ -34,17 +34,18 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def marked(home) -> list[psutil.Process]:
-    """Every process whose environment or command line belongs to the stack's state folder."""
+def marked(home, pgids: set[int]) -> list[psutil.Process]:
+    """Every process whose environment or command line belongs to the stack's state folder, or that is in
+    a process group the stack started (LocalExecutor workers overwrite their environment with their title)."""
     found = []
     for p in psutil.process_iter(["pid"]):
         if p.pid == os.getpid():
             continue
         try:
-            env, cmd = p.environ(), " ".join(p.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            env, cmd, pgid = p.environ(), " ".join(p.cmdline()), os.getpgid(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
-        if env.get("SLUICE_STACK_HOME") == str(home) or str(home) in cmd:
+        if env.get("SLUICE_STACK_HOME") == str(home) or str(home) in cmd or pgid in pgids:
             found.append(p)
     return found
 
@@ -174,6 +175,8 @@ def test_down_leaves_no_process_after_a_scheduler_kill(stack) -> None:
     )
     stubborn.wait(10)
 
+    pgids = set(embedded._groups(settings))
+    assert scheduler.pid in pgids  # the killed scheduler's group, where its orphans still are
     embedded.down(settings)
-    left = [p for p in marked(settings.home) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    left = [p for p in marked(settings.home, pgids) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [(p.pid, p.ppid(), " ".join(p.cmdline())[:80]) for p in left]

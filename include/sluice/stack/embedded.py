@@ -331,6 +331,8 @@ def start_process(s: Settings, name: str, cmd: list[str], env: Mapping[str, str]
     os.close(fd)
     rec = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "cmd": cmd}
     _pid_file(s, name).write_text(json.dumps(rec))
+    with open(_groups_file(s), "a") as fh:  # every process group ever started: its members outlive the leader
+        fh.write(json.dumps({"pgid": proc.pid, "create_time": rec["create_time"], "name": name}) + "\n")
     log.info("started %s (pid %s), log %s", name, proc.pid, s.log_dir / f"{name}.log")
     return proc.pid
 
@@ -365,17 +367,45 @@ def _ancestry() -> set[int]:
     return {me.pid, *(p.pid for p in me.parents())}
 
 
+def _groups_file(s: Settings) -> Path:
+    return s.run_dir / "groups.jsonl"
+
+
+def _groups(s: Settings) -> dict[int, float]:
+    """Process groups the stack started: pgid -> the leader's start time."""
+    path = _groups_file(s)
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            rec = json.loads(line)
+            out[int(rec["pgid"])] = float(rec["create_time"])
+    return out
+
+
+def _belongs(proc, home: str, groups: Mapping[int, float]) -> bool:
+    """The environment mark, or a process group the stack started (a LocalExecutor worker renames itself
+    with setproctitle, which overwrites its environment; its group survives). A recycled group id does not
+    count: members of a group are never older than its leader."""
+    with contextlib.suppress(OSError):
+        leader_started = groups.get(os.getpgid(proc.pid))
+        if leader_started is not None and proc.create_time() >= leader_started - 1.0:
+            return True
+    return proc.environ().get(STACK_MARK) == home
+
+
 def stack_processes(s: Settings) -> list:
-    """Every live process carrying this stack's mark (any generation), except this process and its parents."""
+    """Every live process of this stack (any generation), except this process and its parents."""
     import psutil
 
-    mine, home = _ancestry(), str(s.home)
+    mine, home, groups = _ancestry(), str(s.home), _groups(s)
     found = []
     for proc in psutil.process_iter(["pid"]):
         if proc.pid in mine:
             continue
         try:
-            if proc.environ().get(STACK_MARK) == home and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.status() != psutil.STATUS_ZOMBIE and _belongs(proc, home, groups):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -513,14 +543,14 @@ AIRFLOW_COMPONENTS: dict[str, list[str]] = {
     "airflow-dag-processor": ["dag-processor"],
     "airflow-triggerer": ["triggerer", "--skip-serve-logs"],
 }
-#: components started through ``sluice.stack.preload``: the scheduler forks the task processes, so the
+#: components started through ``sluice.airflow.preload``: the scheduler forks the task processes, so the
 #: libraries the tasks import are imported there once
 PRELOADED = ("airflow-scheduler",)
 
 
 def airflow_command(name: str) -> list[str]:
     if name in PRELOADED:
-        return [sys.executable, "-m", "sluice.stack.preload", *AIRFLOW_COMPONENTS[name]]
+        return [sys.executable, "-m", "sluice.airflow.preload", *AIRFLOW_COMPONENTS[name]]
     return [str(BIN / "airflow"), *AIRFLOW_COMPONENTS[name]]
 
 
@@ -595,6 +625,8 @@ def down(s: Settings) -> list[str]:
     if left:
         log.warning("stopping %d process(es) no PID file accounts for", len(left))
         stopped += [f"stray {d}" for d in terminate(left)]
+    if not stack_processes(s):
+        _groups_file(s).unlink(missing_ok=True)
     if (s.pgdata / "postmaster.pid").exists():
         stop_postgres(s)
         stopped.append("postgres")

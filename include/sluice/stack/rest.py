@@ -191,7 +191,11 @@ class AirflowClient:
                 if human_ok:
                     run["_awaiting"] = self.awaiting_human(tis)
                 done = sum(ti["state"] in ("success", "skipped", "failed", "upstream_failed") for ti in tis)
-                active = [ti["task_id"] for ti in tis if ti["state"] in ("running", "queued", "deferred")]
+                active = [
+                    ti["task_id"] + ("" if ti["state"] == "running" else f" ({ti['state']})")
+                    for ti in tis
+                    if ti["state"] in ("running", "queued", "scheduled", "deferred", "up_for_retry", "awaiting_input")
+                ]
                 run["_detail"] = f"{done}/{len(tis)} tasks done" + (f", now: {', '.join(active)}" if active else "")
             return [run]
 

@@ -6,7 +6,7 @@ task when each process imports them afresh. Imported once here, in the scheduler
 task process starts with them in memory (copy-on-write), which on a 2-core machine is the difference
 between a demo bound by imports and one bound by the work. Only imports: no thread, no connection.
 
-``python -m sluice.stack.preload scheduler --skip-serve-logs`` runs ``airflow scheduler --skip-serve-logs``.
+``python -m sluice.airflow.preload scheduler --skip-serve-logs`` runs ``airflow scheduler --skip-serve-logs``.
 """
 
 from __future__ import annotations
