@@ -42,7 +42,7 @@ def task_states(api, dag_id: str, run_id: str) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in tis}
 
 
-def wait_run(api, dag_id: str, run_id: str, timeout: float = 600) -> tuple[str, dict[str, str]]:
+def wait_run(api, dag_id: str, run_id: str, timeout: float = 1800) -> tuple[str, dict[str, str]]:
     deadline = time.monotonic() + timeout
     state = "queued"
     while time.monotonic() < deadline:
@@ -53,7 +53,7 @@ def wait_run(api, dag_id: str, run_id: str, timeout: float = 600) -> tuple[str, 
     return state, task_states(api, dag_id, run_id)
 
 
-def wait_for_approval(api, run_id: str, timeout: float = 600) -> dict[str, Any]:
+def wait_for_approval(api, run_id: str, timeout: float = 1800) -> dict[str, Any]:
     """The pending HITL request of ``approve`` in ``run_id`` (its subject, body, options, params)."""
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
