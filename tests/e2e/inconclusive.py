@@ -72,6 +72,13 @@ def hitl_path(run_id: str) -> str:
     return f"/dags/{TRAINING}/dagRuns/{run_id}/taskInstances/{APPROVE_TASK}/-1/hitlDetails"
 
 
+#: Airflow 3.3.2 race: an answer that arrives while the worker that parked the task is still exiting resumes the
+#: task, then that worker's late "success" event makes the scheduler retry it (a second request). A person takes
+#: longer than this to answer; a test waits it out.
+PARK_SETTLE_SECONDS = 30
+
+
 def answer(api, run_id: str, option: str, why: str) -> dict[str, Any]:
     """Approve or Reject as the API's user, the way the UI's form does."""
+    time.sleep(PARK_SETTLE_SECONDS)
     return api.call("PATCH", hitl_path(run_id), json={"chosen_options": [option], "params_input": {"why": why}})
