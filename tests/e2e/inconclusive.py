@@ -42,7 +42,7 @@ def task_states(api, dag_id: str, run_id: str) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in tis}
 
 
-def wait_run(api, dag_id: str, run_id: str, timeout: float = 600) -> tuple[str, dict[str, str]]:
+def wait_run(api, dag_id: str, run_id: str, timeout: float = 1800) -> tuple[str, dict[str, str]]:
     deadline = time.monotonic() + timeout
     state = "queued"
     while time.monotonic() < deadline:
@@ -53,7 +53,7 @@ def wait_run(api, dag_id: str, run_id: str, timeout: float = 600) -> tuple[str, 
     return state, task_states(api, dag_id, run_id)
 
 
-def wait_for_approval(api, run_id: str, timeout: float = 600) -> dict[str, Any]:
+def wait_for_approval(api, run_id: str, timeout: float = 1800) -> dict[str, Any]:
     """The pending HITL request of ``approve`` in ``run_id`` (its subject, body, options, params)."""
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
@@ -72,6 +72,13 @@ def hitl_path(run_id: str) -> str:
     return f"/dags/{TRAINING}/dagRuns/{run_id}/taskInstances/{APPROVE_TASK}/-1/hitlDetails"
 
 
+#: Airflow 3.3.2 race: an answer that arrives while the worker that parked the task is still exiting resumes the
+#: task, then that worker's late "success" event makes the scheduler retry it (a second request). A person takes
+#: longer than this to answer; a test waits it out.
+PARK_SETTLE_SECONDS = 30
+
+
 def answer(api, run_id: str, option: str, why: str) -> dict[str, Any]:
     """Approve or Reject as the API's user, the way the UI's form does."""
+    time.sleep(PARK_SETTLE_SECONDS)
     return api.call("PATCH", hitl_path(run_id), json={"chosen_options": [option], "params_input": {"why": why}})
