@@ -56,7 +56,8 @@ def test_task_log_shows_what_the_operator_logged(browser, populated) -> None:
     ],
 )
 def test_extra_link_opens_its_evidence(browser, populated, dag_id, run_key, task_id, link, expect) -> None:
-    browser.open(f"{task_id}-task", ti_path(dag_id, populated[run_key], task_id), task_id, link)
+    # Airflow 3.3 shows a task instance's extra links as buttons in its Details tab
+    browser.open(f"{task_id}-task", ti_path(dag_id, populated[run_key], task_id, "details"), "Extra Links", link)
     href = browser.button(link).get_attribute("href")
     assert href and href.startswith(("http://", "https://", "/")), f"{link}: no usable target ({href!r})"
     browser.open(f"{task_id}-{link}", href)
