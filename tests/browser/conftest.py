@@ -55,5 +55,6 @@ def pytest_sessionfinish(session) -> None:
 
 
 def pytest_collection_modifyitems(items) -> None:
+    # the first test also waits for the stack and its data (minutes on a machine shared with other jobs)
     for item in items:
-        item.add_marker(pytest.mark.timeout(900))
+        item.add_marker(pytest.mark.timeout(2400))

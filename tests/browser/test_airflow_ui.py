@@ -56,7 +56,8 @@ def test_task_log_shows_what_the_operator_logged(browser, populated) -> None:
     ],
 )
 def test_extra_link_opens_its_evidence(browser, populated, dag_id, run_key, task_id, link, expect) -> None:
-    browser.open(f"{task_id}-task", ti_path(dag_id, populated[run_key], task_id), task_id, link)
+    # Airflow 3.3 shows a task instance's extra links as buttons in its Details tab
+    browser.open(f"{task_id}-task", ti_path(dag_id, populated[run_key], task_id, "details"), "Extra Links", link)
     href = browser.button(link).get_attribute("href")
     assert href and href.startswith(("http://", "https://", "/")), f"{link}: no usable target ({href!r})"
     browser.open(f"{task_id}-{link}", href)
@@ -78,7 +79,7 @@ def test_training_can_be_triggered_with_its_defaults(browser, populated) -> None
 
 
 def test_deployment_trigger_form(browser, populated) -> None:
-    button = open_trigger_form(browser, "loans_deployment", "action", "version", "rollback = the previous champion")
+    button = open_trigger_form(browser, "loans_deployment", "action", "version")
     assert button.is_enabled() and button.get_attribute("disabled") is None, "Trigger is disabled with the defaults"
 
 
@@ -170,7 +171,8 @@ def answer_in_browser(browser, api, run_id: str, option: str) -> None:
     """Open the task's Required Action tab, check it shows the gate's evidence, and click ``option``."""
     path = ti_path("loans_training", run_id, "approve", "required_actions")
     browser.open(f"approval-form-{option}", path, "Approve", "Reject", "INCONCLUSIVE", timeout=60)
-    why = [e for e in browser.driver.find_elements("xpath", "//*[@name='why' or @id='why']") if e.is_displayed()]
+    field = "//*[@name='element_why' or @id='element_why']"  # the UI's form names a param field element_<name>
+    why = [e for e in browser.driver.find_elements("xpath", field) if e.is_displayed()]
     if why:  # the form's optional "why" field (it goes to the ledger with the user's name)
         why[0].send_keys(f"{option} from the browser tier")
     browser.button(option).click()
