@@ -158,7 +158,7 @@ def recent_candidates(registry: Any, model: str, n: int = 10) -> list[dict[str, 
                 "state": state,
                 "dag_id": tags.get("airflow.dag_id", ""),
                 "dag_run_id": tags.get("airflow.run_id", ""),
-                "awaiting_approval": decision == "INCONCLUSIVE" and state not in ("promoted", "rejected", "superseded"),
+                "awaiting_approval": state == "awaiting_approval",  # the run state tag sluice.training.job sets
             }
         )
     return out
