@@ -331,7 +331,11 @@ class ApprovePromotionOperator(ApprovalOperator):
         from sluice.alerts.email import approval_decided_alert
         from sluice.training.job import record_approval
 
-        answer = super().execute_complete(context=context, event=event)  # Reject: skips promote
+        if "error" in event:
+            return super().execute_complete(context=context, event=event)  # raises: no answer, no defaults
+        # Recorded before the base class acts: on Reject it skips promote by raising, so nothing after it runs.
+        answer = event
+        self.validate_chosen_options(answer["chosen_options"])
         user = answer.get("responded_by_user") or {}
         approved = answer["chosen_options"] == [self.APPROVE]
         timed_out = bool(event.get("timedout")) or not user
@@ -354,6 +358,8 @@ class ApprovePromotionOperator(ApprovalOperator):
             AlertHook(self.smtp_conn_id).send(alert, cfg.alerts.emails)
         except Exception:  # the decision is recorded; a broken relay must not undo it
             self.log.exception("the approval-decided mail could not be sent")
+        context["ti"].xcom_push(key="approval", value=record)
+        super().execute_complete(context=context, event=event)  # Reject: skips promote (and ends the task here)
         return record
 
 
