@@ -10,9 +10,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+from sluice.safehtml import esc as _e
+from sluice.safehtml import link_list
 
 
 def _steps(steps: Sequence[str]) -> tuple[list[str], str]:
@@ -69,11 +68,10 @@ def data_quality_alert(
         if sample:
             lines.append(f"    sample: {sample}")
     lines += ["", *[f"{k}: {v}" for k, v in links.items()]]
-    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items())
     body = (
         f"<p>The landing partition <b>{html.escape(dataset)} ds={html.escape(ds)}</b> failed validation and was "
         f"quarantined. Rows read: {html.escape(read)}. Nothing downstream ran.</p>"
-        f"{html_table(FAILURE_HEADER, table)}<ul>{link_html}</ul>"
+        f"{html_table(FAILURE_HEADER, table)}{link_list(links)}"
     )
     steps = [
         f"Find why landing/{dataset}/ds={ds} is bad (the failed checks above, the Data Docs link) and fix it at the "
@@ -170,12 +168,11 @@ def deployment_alert(
         head = "".join(f"<th>{h}</th>" for h in ("check", "result", "observed", "limit", "detail"))
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
         table = f"<table border='1' cellpadding='4'><tr>{head}</tr>{body}</table>"
-    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items())
     reasons_html = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
     page = (
         f"<p><b>{html.escape(model)} v{html.escape(version)}</b> was not deployed: {html.escape(stage)} failed. "
         f"Still serving: {html.escape(serving)}. The champion alias was not moved.</p>"
-        f"<ul>{reasons_html}</ul>{table}<ul>{link_html}</ul>"
+        f"<ul>{reasons_html}</ul>{table}{link_list(links)}"
     )
     steps = [
         f"Nothing to do to keep serving: {serving} still answers."
@@ -212,13 +209,12 @@ def retrain_alert(
         *[f"{k}: {v}" for k, v in links.items() if v],
     ]
     items = "".join(f"<li>{html.escape(str(r))}</li>" for r in reasons if r)
-    link_html = "".join(f'<li><a href="{html.escape(v)}">{html.escape(k)}</a></li>' for k, v in links.items() if v)
     page = (
         f"<p>Monitoring of <b>{html.escape(model)}</b> found <b>{html.escape(what)}</b> on ds={html.escape(ds)} "
         f"(model v{html.escape(str(signal.get('model_version', '?')))}).</p>"
         f"<p>Decision: {html.escape(str(decision.get('reason', '')))}</p><ul>{items}</ul>"
         f"<p>Started: <b>{html.escape(training_dag)}</b>; its gate decides whether the new model replaces the "
-        f"champion.</p><ul>{link_html}</ul>"
+        f"champion.</p>{link_list(links)}"
     )
     steps = [
         f"Nothing, unless the signal is wrong: the retraining {training_dag} runs on its own; its gate decides.",
@@ -263,11 +259,10 @@ def approval_decided_alert(model: str, candidate: str, record: Mapping[str, Any]
         "",
         *[f"{k}: {v}" for k, v in links.items() if v],
     ]
-    link_html = "".join(f'<li><a href="{_e(v)}">{_e(k)}</a></li>' for k, v in links.items() if v)
     page = (
         f"<p>The INCONCLUSIVE gate of <b>{_e(model)}</b> candidate {_e(candidate)} was "
         f"<b>{_e(record.get('outcome'))}</b> by <b>{_e(record.get('by'))}</b> at {_e(record.get('responded_at'))}."
-        f"</p><p>Why: {_e(record.get('why') or '-')}</p><p>{_e(then)}</p><ul>{link_html}</ul>"
+        f"</p><p>Why: {_e(record.get('why') or '-')}</p><p>{_e(then)}</p>{link_list(links)}"
     )
     steps = ["Nothing; the decision is in the alias ledger (python -m sluice models history " + model + ")."]
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)

@@ -14,10 +14,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from sluice.config import METRICS
 from sluice.evaluation.gate import GateDecision, RuleResult, Verdict
+from sluice.safehtml import link_list, safe_url
 
 _ORDER = {Verdict.FAIL: 0, Verdict.INCONCLUSIVE: 1, Verdict.PASS: 2, Verdict.SKIPPED: 3}
 _MARK = {
@@ -149,8 +149,7 @@ def _e(value: Any) -> str:
 
 
 def _safe_href(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https", "mailto") or (not parts.scheme and not parts.netloc)
+    return safe_url(url) is not None
 
 
 def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]], row_classes: Sequence[str] = ()) -> str:
@@ -209,11 +208,7 @@ def render_html(
         parts.append(f"<h2>Regressed slices ({_e(decision.primary_metric)})</h2>")
         parts.append(_table_html(_SLICE_HEADER, _slice_rows(decision)))
     if links:
-        items = "".join(
-            f'<li><a href="{_e(url)}">{_e(name)}</a></li>' if _safe_href(url) else f"<li>{_e(name)}: {_e(url)}</li>"
-            for name, url in links.items()
-        )
-        parts.append(f"<h2>Links</h2><ul>{items}</ul>")
+        parts.append(f"<h2>Links</h2>{link_list(links)}")
     title = _e(f"{model}: gate {verdict}")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
