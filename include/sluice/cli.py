@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -325,6 +326,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # MLflow draws a progress bar for every artifact it fetches (the ledger, a gate decision): noise in a summary
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     ap = argparse.ArgumentParser(prog="python -m sluice", description="Sluice MLOps platform")
     sub = ap.add_subparsers(dest="cmd", required=True)
 

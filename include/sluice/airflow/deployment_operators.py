@@ -20,7 +20,10 @@ from sluice.airflow.operators import _TrainingOperator, lake_link
 def who(context: Context) -> str:
     run = context.get("dag_run")
     user = getattr(run, "triggering_user_name", None) if run is not None else None
-    return f"airflow:{user}" if user else f"airflow:{getattr(run, 'run_type', 'run')}"
+    if user:
+        return f"airflow:{user}"
+    run_type = getattr(run, "run_type", None) or "run"
+    return f"airflow:{getattr(run_type, 'value', run_type)}"  # the enum's value (asset_triggered), not its repr
 
 
 class _DeploymentOperator(_TrainingOperator):
