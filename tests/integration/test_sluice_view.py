@@ -42,7 +42,7 @@ def registered(mlflow_server):
         evidence=f"runs:/{rid}/gate_decision.json",
     )
     waiting = registry.client.create_run(
-        exp, tags={"gate.decision": "INCONCLUSIVE", "sluice.state": "failed", **lineage}
+        exp, tags={"gate.decision": "INCONCLUSIVE", "sluice.state": "awaiting_approval", **lineage}
     )
     return cfg, registry, rid, waiting.info.run_id
 
