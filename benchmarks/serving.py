@@ -71,10 +71,10 @@ def main() -> bool:
 
     from sluice.config import get_model_config
     from sluice.datagen import loans
-    from sluice.deployment.artifact import model_dir_sha256
     from sluice.deployment.local import LocalTarget, free_port, spawn_server
     from sluice.deployment.targets import Release
     from sluice.features.pipeline import build_features
+    from sluice.registry.artifact import model_dir_sha256
     from sluice.registry.mlflow_registry import pip_requirements
     from sluice.stack.embedded import Settings, stop_process
     from sluice.training.model import feature_columns, fit, predict_scores

@@ -46,11 +46,16 @@ for cfg in load_model_configs().values():
     )
     with DAG(**kwargs) as dag:
         resolve = ResolveReleaseOperator(task_id="resolve", model=cfg.name)
-        validate = InfraValidateOperator(task_id="infra_validate", model=cfg.name)
-        deploy = DeployOperator(task_id="deploy", model=cfg.name)
-        smoke = SmokeTestOperator(task_id="smoke_test", model=cfg.name)
+        plan = {"resolve_task": resolve.task_id}
+        validate = InfraValidateOperator(task_id="infra_validate", model=cfg.name, **plan)
+        deploy = DeployOperator(task_id="deploy", model=cfg.name, **plan)
+        smoke = SmokeTestOperator(task_id="smoke_test", model=cfg.name, **plan)
         champion = SetChampionOperator(
-            task_id="set_champion", model=cfg.name, outlets=[Asset(f"sluice://champion/{cfg.name}")]
+            task_id="set_champion",
+            model=cfg.name,
+            outlets=[Asset(f"sluice://champion/{cfg.name}")],
+            infra_validate_task=validate.task_id,
+            **plan,
         )
         resolve >> validate >> deploy >> smoke >> champion
     globals()[dag.dag_id] = dag

@@ -28,7 +28,9 @@ for cfg in load_model_configs().values():
             poll_interval=60,
             timeout=cfg.dataset.wait_timeout_minutes * 60 * 2,
         )
-        on_drift = RetrainOperator(task_id="retrain_on_drift", model=cfg.name, source="drift", signal_task="drift")
+        on_drift = RetrainOperator(
+            task_id="retrain_on_drift", model=cfg.name, source="drift", signal_task=drift.task_id
+        )
         labels = PartitionSensor(
             task_id="wait_for_labels",
             key=f"labels/{cfg.labels.dataset}/ds={{{{ macros.ds_add(ds, {cfg.labels.delay_days}) }}}}/_SUCCESS",
@@ -37,7 +39,7 @@ for cfg in load_model_configs().values():
         )
         performance = PerformanceOperator(task_id="performance", model=cfg.name)
         on_decay = RetrainOperator(
-            task_id="retrain_on_decay", model=cfg.name, source="performance", signal_task="performance"
+            task_id="retrain_on_decay", model=cfg.name, source="performance", signal_task=performance.task_id
         )
         drift >> on_drift
         labels >> performance >> on_decay

@@ -52,14 +52,26 @@ for cfg in load_model_configs().values():
     )
     with DAG(**kwargs) as dag:
         plan = PlanTrainingOperator(task_id="plan", model=cfg.name)
-        train = TrainModelOperator(task_id="train", model=cfg.name)
-        evaluate = EvaluateModelOperator(task_id="evaluate", model=cfg.name)
-        gate = GateOperator(task_id="gate", model=cfg.name)
+        train = TrainModelOperator(task_id="train", model=cfg.name, plan_task=plan.task_id)
+        evaluate = EvaluateModelOperator(task_id="evaluate", model=cfg.name, train_task=train.task_id)
+        gate = GateOperator(task_id="gate", model=cfg.name, train_task=train.task_id, evaluate_task=evaluate.task_id)
         approve = ApprovePromotionOperator(
-            task_id="approve", model=cfg.name, timeout_hours=cfg.gate.approval.timeout_hours
+            task_id="approve",
+            model=cfg.name,
+            timeout_hours=cfg.gate.approval.timeout_hours,
+            train_task=train.task_id,
+            evaluate_task=evaluate.task_id,
+            gate_task=gate.task_id,
         )
         promote = PromoteModelOperator(
-            task_id="promote", model=cfg.name, pool=PROMOTION_POOL, outlets=[Asset(f"sluice://model/{cfg.name}")]
+            task_id="promote",
+            model=cfg.name,
+            pool=PROMOTION_POOL,
+            outlets=[Asset(f"sluice://model/{cfg.name}")],
+            train_task=train.task_id,
+            evaluate_task=evaluate.task_id,
+            gate_task=gate.task_id,
+            approve_task=approve.task_id,
         )
         plan >> train >> evaluate >> gate >> approve >> promote
     globals()[dag.dag_id] = dag

@@ -1,3 +1,3 @@
-from sluice.cli import main
+from sluice.apps.cli import main
 
 main()

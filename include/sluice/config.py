@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sluice.runtime import REPO_ROOT
+
 MODELS_DIR = REPO_ROOT / "include" / "models"
 EXPECTATIONS_DIR = REPO_ROOT / "include" / "expectations"
 

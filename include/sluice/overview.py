@@ -166,7 +166,7 @@ def recent_candidates(registry: Any, model: str, n: int = 10) -> list[dict[str, 
 
 def model_state(cfg: ModelConfig, lake: Lake | None, registry: Any | None, n: int = 30) -> dict[str, Any]:
     """Everything the model's page shows; a part that cannot be read becomes an error line, not a failure."""
-    from sluice.deployment import ledger
+    from sluice.registry import ledger
 
     state: dict[str, Any] = {"model": cfg.name, "errors": [], "versions": [], "ledger": [], "candidates": []}
     state["timeline"] = []

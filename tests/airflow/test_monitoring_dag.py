@@ -16,9 +16,9 @@ import yaml
 from sluice.alerts.mailsink import read_outbox
 from sluice.config import get_model_config
 from sluice.datagen.writer import generate_into_lake
-from sluice.deployment.artifact import fetch_release, load_model, release_of
 from sluice.features.job import publish_features
 from sluice.lake import open_lake
+from sluice.registry.artifact import fetch_release, load_model, release_of
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
 from sluice.serving.batch import score_partition
 from sluice.training import job

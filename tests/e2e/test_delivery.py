@@ -128,6 +128,6 @@ def test_blue_green_under_load_refused_artifact_history_and_rollback(stack) -> N
 
 
 def ledger_whys(registry) -> list[str]:
-    from sluice.deployment import ledger
+    from sluice.registry import ledger
 
     return [e["why"] for e in ledger.history(registry, "loans") if e["alias"] == CHAMPION]

@@ -25,8 +25,8 @@ from inconclusive import (
 from sluice.alerts.mailsink import read_outbox
 from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
-from sluice.deployment import ledger
 from sluice.lake import open_lake
+from sluice.registry import ledger
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sluice.config import get_model_config
-from sluice.deployment import ledger
 from sluice.overview import model_state
+from sluice.registry import ledger
 from sluice.registry.mlflow_registry import Registry
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -123,7 +123,7 @@ def test_evaluation_logs_the_classical_plots_on_the_run(lake, mlflow_server) -> 
 def test_an_inconclusive_gate_promotes_only_with_a_named_approval_and_both_answers_reach_the_ledger(
     lake, mlflow_server
 ) -> None:
-    from sluice.deployment import ledger
+    from sluice.registry import ledger
 
     cfg, registry = fresh_config(), Registry(mlflow_server)
     trained, evaluation, decision = judged(cfg, lake, registry, "i")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-DAGS = Path(__file__).resolve().parents[3] / "dags"
+from sluice.runtime import DAGS_DIR as DAGS
 
 
 def main() -> int:

@@ -27,6 +27,12 @@ def who(context: Context) -> str:
 
 
 class _DeploymentOperator(_TrainingOperator):
+    """``resolve_task``: the task whose XCom is the plan (release, champion, why) every later step acts on."""
+
+    def __init__(self, *, resolve_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolve_task = resolve_task
+
     @cached_property
     def target(self):
         from sluice.airflow.hooks import DeploymentHook
@@ -34,7 +40,7 @@ class _DeploymentOperator(_TrainingOperator):
         return DeploymentHook(self.aws_conn_id).get_target(self.config())
 
     def plan(self, context: Context) -> dict[str, Any]:
-        return self.upstream(context, "resolve")
+        return self.upstream(context, self.resolve_task)
 
     def release(self, context: Context):
         from sluice.deployment.targets import Release
@@ -65,7 +71,7 @@ class _DeploymentOperator(_TrainingOperator):
         raise AlertedFailure(f"{cfg.name} v{release.version}: {stage} failed; {'; '.join(reasons)}")
 
 
-class ResolveReleaseOperator(_DeploymentOperator):
+class ResolveReleaseOperator(_TrainingOperator):
     """Which version to deploy: Params ``version``, else the new challenger; ``action=rollback``: the earlier
     champion named by ``version``, else the previous one. The choice is logged, returned (XCom) and becomes the
     ledger's reason."""
@@ -179,6 +185,10 @@ class SmokeTestOperator(_DeploymentOperator):
 class SetChampionOperator(_DeploymentOperator):
     """Move ``champion`` to the deployed version, clear ``challenger``; both moves go to the ledger."""
 
+    def __init__(self, *, infra_validate_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.infra_validate_task = infra_validate_task
+
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.deployment.job import set_champion
 
@@ -191,7 +201,7 @@ class SetChampionOperator(_DeploymentOperator):
             who=who(context),
             dag_id=context["dag"].dag_id,
             run_id=context["run_id"],
-            evidence=self.upstream(context, "infra_validate").get("report_uri", ""),
+            evidence=self.upstream(context, self.infra_validate_task).get("report_uri", ""),
         )
         for asset in self.outlets:
             context["outlet_events"][asset].extra = {"model": self.model, "champion": out["champion"]}
@@ -207,7 +217,7 @@ class BatchScoreOperator(_TrainingOperator):
         super().__init__(ds=ds, **kwargs)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from sluice.deployment.artifact import fetch_release, load_model, release_of
+        from sluice.registry.artifact import fetch_release, load_model, release_of
         from sluice.registry.mlflow_registry import CHAMPION
         from sluice.serving.batch import score_partition
 

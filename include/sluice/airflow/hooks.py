@@ -10,7 +10,8 @@ from airflow.sdk import BaseHook
 
 from sluice.alerts.email import Alert
 from sluice.config import ModelConfig
-from sluice.deployment.targets import DeploymentTarget, target_for
+from sluice.deployment.factory import target_for
+from sluice.deployment.targets import DeploymentTarget
 from sluice.lake import Lake, lake_root, open_lake
 
 log = logging.getLogger(__name__)

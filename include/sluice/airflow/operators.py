@@ -171,10 +171,14 @@ class PlanTrainingOperator(_TrainingOperator):
 class TrainModelOperator(_TrainingOperator):
     """Snapshot + training-set suite + fit, logged as one MLflow run with lineage tags."""
 
+    def __init__(self, *, plan_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan_task = plan_task
+
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.training.job import train
 
-        plan = self.upstream(context, "plan")
+        plan = self.upstream(context, self.plan_task)
         cfg = self.config()
         out = train(
             cfg,
@@ -194,10 +198,15 @@ class TrainModelOperator(_TrainingOperator):
 class EvaluateModelOperator(_TrainingOperator):
     """Candidate vs champion on the same test rows: metrics, slices, paired bootstrap CI."""
 
+    def __init__(self, *, train_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task = train_task
+
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.training.job import evaluate
 
-        return evaluate(self.config(), self.lake_hook.get_conn(), self.registry, self.upstream(context, "train"))
+        trained = self.upstream(context, self.train_task)
+        return evaluate(self.config(), self.lake_hook.get_conn(), self.registry, trained)
 
 
 def mlflow_links(registry, model: str, run_id: str) -> dict[str, str]:
@@ -212,12 +221,17 @@ class GateOperator(_TrainingOperator):
 
     ui_color = "#fde9c9"
 
+    def __init__(self, *, train_task: str, evaluate_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.train_task = train_task
+        self.evaluate_task = evaluate_task
+
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.alerts.email import gate_alert
         from sluice.training.job import decide
 
         cfg = self.config()
-        trained, evaluation = self.upstream(context, "train"), self.upstream(context, "evaluate")
+        trained, evaluation = self.upstream(context, self.train_task), self.upstream(context, self.evaluate_task)
         decision = decide(cfg, self.registry, trained, evaluation)
         record = decision.to_dict()
         value = decision.decision.value
@@ -225,7 +239,7 @@ class GateOperator(_TrainingOperator):
             return record
         if value == "INCONCLUSIVE" and cfg.gate.approval.enabled:
             self.log.info(
-                "gate INCONCLUSIVE: the task 'approve' waits for a person (%s h)", cfg.gate.approval.timeout_hours
+                "gate INCONCLUSIVE: the approval task waits for a person (%s h)", cfg.gate.approval.timeout_hours
             )
             return record
         links = {"Airflow task log": context["ti"].log_url, **mlflow_links(self.registry, cfg.name, trained["run_id"])}
@@ -254,6 +268,9 @@ class ApprovePromotionOperator(ApprovalOperator):
         *,
         model: str,
         timeout_hours: float,
+        train_task: str,
+        evaluate_task: str,
+        gate_task: str,
         mlflow_conn_id: str = "mlflow_default",
         smtp_conn_id: str = "smtp_default",
         **kwargs: Any,
@@ -275,6 +292,9 @@ class ApprovePromotionOperator(ApprovalOperator):
         )
         self.model = model
         self.timeout_hours = timeout_hours
+        self.train_task = train_task
+        self.evaluate_task = evaluate_task
+        self.gate_task = gate_task
         self.mlflow_conn_id = mlflow_conn_id
         self.smtp_conn_id = smtp_conn_id
 
@@ -290,20 +310,20 @@ class ApprovePromotionOperator(ApprovalOperator):
 
         ti = context["ti"]
         cfg = get_model_config(self.model)
-        trained = ti.xcom_pull(task_ids="train") or {}
-        evaluation = ti.xcom_pull(task_ids="evaluate") or {}
+        trained = ti.xcom_pull(task_ids=self.train_task) or {}
+        evaluation = ti.xcom_pull(task_ids=self.evaluate_task) or {}
         champ = (evaluation.get("champion") or {}).get("version")
         links = {
             "Airflow task log": ti.log_url,
             **mlflow_links(self.registry, cfg.name, trained.get("run_id", "")),
         }
-        return cfg, trained, GateDecision.from_dict(ti.xcom_pull(task_ids="gate") or {}), champ, links
+        return cfg, trained, GateDecision.from_dict(ti.xcom_pull(task_ids=self.gate_task) or {}), champ, links
 
     def execute(self, context: Context) -> Any:
         from sluice.alerts.email import approval_requested_alert
         from sluice.evaluation.report import render_markdown
 
-        gate = context["ti"].xcom_pull(task_ids="gate") or {}
+        gate = context["ti"].xcom_pull(task_ids=self.gate_task) or {}
         if gate.get("decision") == "PASS":
             self.log.info("gate PASS: promotion needs no approval")
             return {"decision": "PASS", "approved": True, "outcome": "passed", "by": "gate", "why": "gate PASS"}
@@ -376,6 +396,15 @@ def required_action_url(context: Context) -> str:
 class PromoteModelOperator(_TrainingOperator):
     """Register the version and set ``challenger`` (serialized: pool of one slot + a lock); emit the model Asset."""
 
+    def __init__(
+        self, *, train_task: str, evaluate_task: str, gate_task: str, approve_task: str, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.train_task = train_task
+        self.evaluate_task = evaluate_task
+        self.gate_task = gate_task
+        self.approve_task = approve_task
+
     def execute(self, context: Context) -> dict[str, Any]:
         from sluice.training.job import promote
 
@@ -383,11 +412,11 @@ class PromoteModelOperator(_TrainingOperator):
         out = promote(
             cfg,
             self.registry,
-            self.upstream(context, "train"),
-            self.upstream(context, "evaluate"),
-            self.upstream(context, "gate"),
+            self.upstream(context, self.train_task),
+            self.upstream(context, self.evaluate_task),
+            self.upstream(context, self.gate_task),
             run_type=str(getattr(context.get("dag_run"), "run_type", "")),
-            approval=self.upstream(context, "approve"),
+            approval=self.upstream(context, self.approve_task),
             dag_id=context["dag"].dag_id,
             run_id=context["run_id"],
         )

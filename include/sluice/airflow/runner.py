@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DAGS = Path(__file__).resolve().parents[3] / "dags"
+from sluice.runtime import DAGS_DIR as DAGS
 
 
 def load_dag(dag_id: str):

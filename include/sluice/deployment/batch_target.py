@@ -13,9 +13,9 @@ import os
 from typing import Any
 
 from sluice.config import ModelConfig
-from sluice.deployment.artifact import fetch_release, load_model
 from sluice.deployment.targets import Endpoint, Release
-from sluice.stack.embedded import Settings
+from sluice.registry.artifact import fetch_release, load_model
+from sluice.runtime import Settings
 
 
 class BatchTarget:

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 
 from sluice.config import ModelConfig
-from sluice.deployment.artifact import ArtifactMismatch, fetch_release
 from sluice.deployment.targets import DeploymentError, Release
 from sluice.lake import Lake
+from sluice.registry.artifact import ArtifactMismatch, fetch_release
+from sluice.runtime import Settings, free_port, stop_process
 from sluice.serving.client import ServerClient
-from sluice.stack.embedded import Settings, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def infra_validate(
     cfg: ModelConfig, lake: Lake, release: Release, *, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Run every check; returns the report (``passed`` is False if any check failed). Never raises for the model."""
-    from sluice.deployment.local import free_port, spawn_server
+    from sluice.deployment.local import spawn_server
 
     budget = cfg.deploy.infra_validation
     settings = settings or Settings.from_env()

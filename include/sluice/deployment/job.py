@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.config import ModelConfig
-from sluice.deployment import ledger
-from sluice.deployment.artifact import release_of
 from sluice.deployment.infra import infra_validate, prediction_problems, sample_records
 from sluice.deployment.targets import DeploymentError, DeploymentTarget, Endpoint, Release
 from sluice.lake import Lake
+from sluice.registry import ledger
+from sluice.registry.artifact import release_of
+from sluice.registry.ledger import promotion_lock
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,6 @@ def set_champion(
     evidence: str = "",
 ) -> dict[str, Any]:
     """Move ``champion`` to the release (and clear ``challenger`` if it pointed there), each move in the ledger."""
-    from sluice.training.job import promotion_lock
-
     with promotion_lock(cfg.name):
         champ = registry.by_alias(cfg.name, CHAMPION)
         old = champ.version if champ else None

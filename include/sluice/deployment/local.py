@@ -21,42 +21,26 @@ import datetime as dt
 import json
 import logging
 import os
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from sluice.config import ModelConfig
-from sluice.deployment.artifact import fetch_release
 from sluice.deployment.targets import DeploymentError, Endpoint, Release
-from sluice.stack.embedded import Settings, _pythonpath, running_pid, start_process, stop_process
+from sluice.registry.artifact import fetch_release
+from sluice.runtime import (
+    Settings,
+    free_port,
+    get_json,
+    log_tail,
+    pythonpath,
+    running_pid,
+    start_process,
+    stop_process,
+)
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The JSON body of a 200 answer, or None when nothing (healthy) answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read()) if resp.status == 200 else None
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
-def log_tail(s: Settings, name: str, lines: int = 15) -> str:
-    path = s.log_dir / f"{name}.log"
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def spawn_server(
@@ -85,7 +69,7 @@ def spawn_server(
         "--port",
         str(port),
     ]
-    pid = start_process(s, name, cmd, {"PYTHONPATH": _pythonpath(), "OMP_NUM_THREADS": "1"})
+    pid = start_process(s, name, cmd, {"PYTHONPATH": pythonpath(), "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ping = get_json(f"http://127.0.0.1:{port}/ping")
@@ -135,7 +119,7 @@ class LocalTarget:
                 return
             stop_process(self.settings, self.router_name)  # alive but not answering as our router: restart it
         cmd = [sys.executable, "-m", "sluice.serving.router", "--state", str(self.state_file), "--port", str(self.port)]
-        start_process(self.settings, self.router_name, cmd, {"PYTHONPATH": _pythonpath()})
+        start_process(self.settings, self.router_name, cmd, {"PYTHONPATH": pythonpath()})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             me = get_json(f"{self.address}/_router")

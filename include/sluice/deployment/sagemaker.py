@@ -224,10 +224,10 @@ class SageMakerTarget:
         return f"s3://{bucket}/{key}"
 
     def _model_dir(self, release: Release) -> Path:
-        from sluice.deployment.artifact import model_dir_sha256
+        from sluice.registry.artifact import model_dir_sha256
 
         if self._fetch is None:
-            from sluice.deployment.artifact import fetch_release
+            from sluice.registry.artifact import fetch_release
 
             self._fetch = fetch_release
         model_dir = Path(self._fetch(release))

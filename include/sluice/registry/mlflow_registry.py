@@ -12,13 +12,13 @@ import os
 import subprocess
 from collections.abc import Mapping
 from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from sluice.runtime import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-REPO = Path(__file__).resolve().parents[3]
 #: what the serving environment needs to load a Sluice sklearn model (pinned from this environment)
 SERVING_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops", "pyarrow")
 
@@ -29,9 +29,11 @@ def git_sha() -> str:
     if sha := os.environ.get("SLUICE_GIT_SHA"):
         return sha
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        )
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             text=True,
             check=False,

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("sluice.serving.server")
 
     from sluice.config import ModelConfig, get_model_config
-    from sluice.deployment.artifact import DeploymentError, load_model, model_dir_sha256
+    from sluice.registry.artifact import DeploymentError, load_model, model_dir_sha256
 
     try:
         name, got = model_dir_sha256(args.model_dir)

@@ -26,79 +26,37 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from base64 import urlsafe_b64encode
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from sluice.runtime import (
+    BIN,
+    DAGS_DIR,
+    PLUGINS_DIR,
+    REPO_ROOT,
+    STACK_MARK,
+    Settings,
+    groups_file,
+    http_ok,
+    port_open,
+    private_dir,
+    pythonpath,
+    running_pid,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 log = logging.getLogger("sluice.stack")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 POOLS = REPO_ROOT / "include" / "pools.json"  # also imported by the compose stack's airflow-init
-BIN = Path(sys.executable).parent
 AIRFLOW_USER = "admin"
-#: environment mark of every process of a stack: its state folder
-STACK_MARK = "SLUICE_STACK_HOME"
 #: how long a process gets between SIGTERM and SIGKILL
 GRACE_S = 10.0
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where the state lives and which loopback ports the services take; read from the environment."""
-
-    home: Path
-    airflow_port: int
-    mlflow_port: int
-    smtp_port: int
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        return cls(
-            home=Path(env.get("SLUICE_HOME", REPO_ROOT / ".sluice")).resolve(),
-            airflow_port=int(env.get("SLUICE_AIRFLOW_PORT", "8080")),
-            mlflow_port=int(env.get("SLUICE_MLFLOW_PORT", "5000")),
-            smtp_port=int(env.get("SLUICE_SMTP_PORT", "8025")),
-        )
-
-    @property
-    def pgdata(self) -> Path:
-        return self.home / "pg"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.home / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.home / "logs"
-
-    @property
-    def airflow_home(self) -> Path:
-        return self.home / "airflow"
-
-    @property
-    def outbox(self) -> Path:
-        return self.home / "outbox"
-
-    @property
-    def lake(self) -> str:
-        return os.environ.get("SLUICE_LAKE") or str(self.home / "lake")
-
-    @property
-    def airflow_url(self) -> str:
-        return f"http://127.0.0.1:{self.airflow_port}"
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://127.0.0.1:{self.mlflow_port}"
 
 
 # --------------------------------------------------------------------------------------------- postgres
@@ -153,13 +111,6 @@ def stop_postgres(s: Settings) -> None:
 
 
 # --------------------------------------------------------------------------------------------- env
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and make it 0700: state folders hold secrets, logs and data."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
 
 
 def write_secret(path: Path, text: str) -> None:
@@ -253,8 +204,8 @@ def airflow_env(s: Settings | None = None) -> dict[str, str]:
         "SLUICE_HOME": str(s.home),
         "SLUICE_LAKE": s.lake,
         "AIRFLOW_HOME": str(s.airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
@@ -286,80 +237,6 @@ def airflow_env(s: Settings | None = None) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------- processes
 
 
-def _pid_file(s: Settings, name: str) -> Path:
-    return s.run_dir / f"{name}.pid"
-
-
-def running_pid(s: Settings, name: str) -> int | None:
-    """The PID from the PID file if that very process (same start time) is still alive."""
-    import psutil
-
-    path = _pid_file(s, name)
-    if not path.exists():
-        return None
-    rec = json.loads(path.read_text())
-    try:
-        proc = psutil.Process(rec["pid"])
-        if abs(proc.create_time() - rec["create_time"]) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
-            return rec["pid"]
-    except psutil.NoSuchProcess:
-        pass
-    path.unlink(missing_ok=True)
-    return None
-
-
-def start_process(s: Settings, name: str, cmd: list[str], env: Mapping[str, str]) -> int:
-    import psutil
-
-    if pid := running_pid(s, name):
-        log.info("%s already running (pid %s)", name, pid)
-        return pid
-    private_dir(s.log_dir)
-    private_dir(s.run_dir)
-    fd = os.open(s.log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.fchmod(fd, 0o600)
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **env, STACK_MARK: str(s.home)},
-        stdout=fd,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        umask=0o077,
-        cwd=REPO_ROOT,
-    )
-    os.close(fd)
-    rec = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "cmd": cmd}
-    _pid_file(s, name).write_text(json.dumps(rec))
-    with open(_groups_file(s), "a") as fh:  # every process group ever started: its members outlive the leader
-        fh.write(json.dumps({"pgid": proc.pid, "create_time": rec["create_time"], "name": name}) + "\n")
-    log.info("started %s (pid %s), log %s", name, proc.pid, s.log_dir / f"{name}.log")
-    return proc.pid
-
-
-def stop_process(s: Settings, name: str, timeout: float = 20.0) -> bool:
-    """SIGTERM the process group we started, then SIGKILL what is left after ``timeout``."""
-    import psutil
-
-    pid = running_pid(s, name)
-    if pid is None:
-        return False
-    try:
-        parent = psutil.Process(pid)
-        procs = [parent, *parent.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        procs = []
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        log.warning("%s: pid %s ignored SIGTERM, killing", name, p.pid)
-        p.kill()
-    psutil.wait_procs(alive, timeout=5)
-    _pid_file(s, name).unlink(missing_ok=True)
-    return True
-
-
 def _ancestry() -> set[int]:
     import psutil
 
@@ -367,13 +244,9 @@ def _ancestry() -> set[int]:
     return {me.pid, *(p.pid for p in me.parents())}
 
 
-def _groups_file(s: Settings) -> Path:
-    return s.run_dir / "groups.jsonl"
-
-
 def _groups(s: Settings) -> dict[int, float]:
     """Process groups the stack started: pgid -> the leader's start time."""
-    path = _groups_file(s)
+    path = groups_file(s)
     if not path.exists():
         return {}
     out = {}
@@ -458,38 +331,12 @@ def reap_strays(s: Settings) -> list[str]:
     return terminate(found)
 
 
-def wait_until(check, what: str, timeout: float, log_file: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    tail = ""
-    if log_file and log_file.exists():
-        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
-    raise RuntimeError(f"{what} did not come up within {timeout:.0f}s; last lines of {log_file}:\n{tail}")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 # --------------------------------------------------------------------------------------------- services
 
 
 def start_mailsink(s: Settings) -> None:
     cmd = [sys.executable, "-m", "sluice.alerts.mailsink", "--port", str(s.smtp_port), "--outbox", str(s.outbox)]
-    start_process(s, "mailsink", cmd, {"PYTHONPATH": _pythonpath()})
+    start_process(s, "mailsink", cmd, {"PYTHONPATH": pythonpath()})
     wait_until(lambda: port_open(s.smtp_port), "SMTP sink", 30, s.log_dir / "mailsink.log")
 
 
@@ -557,7 +404,7 @@ def airflow_command(name: str) -> list[str]:
 def start_airflow(s: Settings) -> None:
     ensure_airflow_password(s)
     migrate_airflow(s)
-    env = {**airflow_env(s), "PYTHONPATH": _pythonpath()}
+    env = {**airflow_env(s), "PYTHONPATH": pythonpath()}
     for name in AIRFLOW_COMPONENTS:
         start_process(s, name, airflow_command(name), env)
     wait_until(
@@ -572,11 +419,6 @@ def airflow_password(s: Settings, timeout: float = 30) -> str:
     path = passwords_file(s)
     wait_until(path.exists, f"Airflow password file {path}", timeout, s.log_dir / "airflow-api-server.log")
     return json.loads(path.read_text())[AIRFLOW_USER]
-
-
-def _pythonpath() -> str:
-    parts = [str(REPO_ROOT / "include"), str(REPO_ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]
-    return os.pathsep.join(p for p in parts if p)
 
 
 SERVICES = ("mailsink", "mlflow", "airflow")
@@ -626,7 +468,7 @@ def down(s: Settings) -> list[str]:
         log.warning("stopping %d process(es) no PID file accounts for", len(left))
         stopped += [f"stray {d}" for d in terminate(left)]
     if not stack_processes(s):
-        _groups_file(s).unlink(missing_ok=True)
+        groups_file(s).unlink(missing_ok=True)
     if (s.pgdata / "postmaster.pid").exists():
         stop_postgres(s)
         stopped.append("postgres")

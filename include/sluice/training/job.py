@@ -8,23 +8,22 @@ used, so evaluation can never run on different rows than the model was split on.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import fcntl
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sluice.config import ModelConfig
-from sluice.deployment import ledger
-from sluice.deployment.artifact import FILE_TAG, SHA_TAG, model_dir_sha256
 from sluice.lake import Lake
+from sluice.registry import ledger
+from sluice.registry.artifact import FILE_TAG, SHA_TAG, model_dir_sha256
+from sluice.registry.ledger import promotion_lock
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
 
 log = logging.getLogger(__name__)
@@ -492,19 +491,6 @@ def approval_why(record: Mapping[str, Any], rid: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- promote
-
-
-@contextlib.contextmanager
-def promotion_lock(model: str) -> Iterator[None]:
-    """One promoter per model on this machine (the Airflow pool serializes across workers)."""
-    folder = Path(os.environ.get("SLUICE_HOME", tempfile.gettempdir())) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"promote-{model}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _primary(cfg: ModelConfig, evaluation: Mapping[str, Any]) -> float:

@@ -12,9 +12,10 @@ import yaml
 
 from sluice.alerts.email import deployment_alert
 from sluice.config import MODELS_DIR, ConfigError, load_model_config
-from sluice.deployment.artifact import ArtifactMismatch, fetch_release, model_dir_sha256
-from sluice.deployment.ledger import format_history
-from sluice.deployment.targets import Release, target_for
+from sluice.deployment.factory import target_for
+from sluice.deployment.targets import Release
+from sluice.registry.artifact import ArtifactMismatch, fetch_release, model_dir_sha256
+from sluice.registry.ledger import format_history
 from sluice.serving.router import LiveState
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.cli import main
+from sluice.apps.cli import main
 from sluice.config import MODELS_DIR
 from sluice.monitoring.drift import profile_frame
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from sluice.cli import main
+from sluice.apps.cli import main
 from sluice.config import get_model_config
 from sluice.monitoring.replay import ReplayError, format_summary, replay, with_monitoring
 
@@ -125,9 +125,9 @@ def test_prints_a_line_per_event_and_month_and_a_summary(run) -> None:
 
 def test_cli_replays_from_an_existing_lake(run, tmp_path, capsys, monkeypatch) -> None:
     """The run's lake is published already: the CLI reuses it, prints the summary and writes the JSON."""
-    import sluice.cli
+    import sluice.apps.cli
 
-    monkeypatch.setattr(sluice.cli, "get_model_config", lambda name: loans_cfg())
+    monkeypatch.setattr(sluice.apps.cli, "get_model_config", lambda name: loans_cfg())
     out, lake = tmp_path / "replay.json", run["result"]["lake"]
 
     def cli(*argv: str) -> tuple[int, str, str]:

@@ -5,6 +5,9 @@ and tags the run and, on registration, the version with ``model.sha256``. Every 
 validation, the model server, batch scoring -- goes through :func:`fetch_release`, which downloads the
 version into a local cache and refuses it if the bytes are not the ones training wrote (an artifact
 changed after registration, a truncated download, a tampered store).
+
+It lives in the registry because both sides of a version meet here: training (which writes the hash) and
+serving, deployment and batch scoring (which check it).
 """
 
 from __future__ import annotations
@@ -14,16 +17,33 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from sluice.deployment.targets import DeploymentError, Release
-
 log = logging.getLogger(__name__)
 
 SHA_TAG, FILE_TAG = "model.sha256", "model.file"
+
+
+class DeploymentError(RuntimeError):
+    """A release could not be loaded or deployed; the message says why and what still serves."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """An exact registered version with the sha256 of its serialized model file."""
+
+    model: str
+    version: str
+    model_uri: str  # models:/<model>/<version>
+    sha256: str  # of the serialized model file, recorded at training
+    run_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class ArtifactMismatch(DeploymentError):

@@ -111,7 +111,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sluice.demo import run_demo
+    from sluice.apps.demo import run_demo
 
     return run_demo(days=args.days)
 
@@ -128,7 +128,7 @@ def _registry():
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from sluice.deployment import ledger
+    from sluice.registry import ledger
     from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION
 
     cfg = get_model_config(args.model)
@@ -145,8 +145,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
         print(ledger.format_history(entries))
         return 0
+    from sluice.deployment.factory import target_for
     from sluice.deployment.job import run_deployment
-    from sluice.deployment.targets import DeploymentError, target_for
+    from sluice.deployment.targets import DeploymentError
     from sluice.lake import open_lake
 
     try:

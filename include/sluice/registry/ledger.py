@@ -8,14 +8,21 @@ model in the experiment ``sluice/ledger`` holds ``ledger.json`` (the entries) an
 one short tag, ``sluice.ledger``, with the count, the last move and where the full ledger is. Older
 installations kept one ``sluice.ledger.<seq>`` tag per entry; they are still read, and moved into the file
 (and their tags removed) on the next append.
+
+Every alias move and every append happens under :func:`promotion_lock`, taken by training (challenger,
+approvals) and deployment (champion) alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import getpass
 import json
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,19 @@ PREFIX = "sluice.ledger."  # legacy: one registered-model tag per entry
 SUMMARY_TAG = "sluice.ledger"
 EXPERIMENT = "sluice/ledger"
 FILE, TABLE = "ledger.json", "ledger.txt"
+
+
+@contextlib.contextmanager
+def promotion_lock(model: str) -> Iterator[None]:
+    """One promoter per model on this machine (the Airflow pool serializes across workers)."""
+    folder = Path(os.environ.get("SLUICE_HOME", tempfile.gettempdir())) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"promote-{model}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def who_cli() -> str:

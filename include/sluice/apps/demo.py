@@ -18,12 +18,12 @@ from pathlib import Path
 from sluice.config import get_model_config
 from sluice.datagen.writer import generate_into_lake
 from sluice.lake import open_lake
+from sluice.runtime import REPO_ROOT
 from sluice.stack import embedded
 from sluice.stack.rest import AirflowClient, utcnow_iso
 
 log = logging.getLogger("sluice.demo")
-REPO = Path(__file__).resolve().parents[2]
-SCENARIO = REPO / "include" / "scenarios" / "loans_demo.yaml"
+SCENARIO = REPO_ROOT / "include" / "scenarios" / "loans_demo.yaml"
 
 #: model -> (first day, days): loans follows the scenario; flights replays a week of 2013
 PLAN = {"loans": (dt.date(2025, 1, 1), None), "flights": (dt.date(2013, 7, 1), 7)}
@@ -332,8 +332,8 @@ def _describe_deployment(run: dict) -> str:
 
 def _print_live_request(cfg_name: str, lake) -> None:
     """One request to the stable address, as a client would send it."""
+    from sluice.deployment.factory import target_for
     from sluice.deployment.infra import sample_records
-    from sluice.deployment.targets import target_for
 
     cfg = get_model_config(cfg_name)
     target = target_for(cfg)
@@ -388,7 +388,7 @@ def _print_monitoring(runs: list[dict], lake, learned: list[tuple[str, str]]) ->
 
 
 def _print_delivery(s: embedded.Settings, lake, steps: list) -> None:
-    from sluice.deployment import ledger
+    from sluice.registry import ledger
     from sluice.registry.mlflow_registry import Registry
 
     print("\ncontinuous training and delivery (loans):")
