@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -31,7 +32,7 @@ def lake_link(uri: str | None) -> str:
 
 
 class _ModelOperator(BaseOperator):
-    template_fields = ("ds",)
+    template_fields: Sequence[str] = ("ds",)
 
     def __init__(
         self,
@@ -117,7 +118,7 @@ class PublishFeaturesOperator(_ModelOperator):
 class _TrainingOperator(_ModelOperator):
     """Training-side operators: the registry comes from the ``mlflow_default`` connection."""
 
-    template_fields = ()
+    template_fields: Sequence[str] = ()
 
     def __init__(self, *, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
         kwargs.setdefault("ds", "")

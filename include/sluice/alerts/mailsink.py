@@ -51,10 +51,12 @@ class OutboxHandler:
 
 def read_outbox(outbox: str | Path) -> list[EmailMessage]:
     """Messages in arrival order (file names sort by time and sequence)."""
-    out = []
+    out: list[EmailMessage] = []
     for path in sorted(Path(outbox).glob("*.eml")):
-        out.append(message_from_bytes(path.read_bytes(), policy=policy.default))
-    return out  # type: ignore[return-value]
+        msg = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(msg, EmailMessage)  # policy.default parses into EmailMessage
+        out.append(msg)
+    return out
 
 
 def start(outbox: Path, host: str = "127.0.0.1", port: int = 8025) -> Controller:

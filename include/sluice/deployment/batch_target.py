@@ -54,7 +54,8 @@ class BatchTarget:
         release = Release(**{k: live[k] for k in ("model", "version", "model_uri", "sha256", "run_id")})
         model = load_model(fetch_release(release))
         frame: pd.DataFrame = parse_records({"records": records}, request_schema(self.cfg), max_rows=len(records))
-        return predict_scores(model, frame, self.cfg.task).tolist()
+        scores: list[float] = predict_scores(model, frame, self.cfg.task).tolist()
+        return scores
 
     def health(self) -> bool:
         return self.live() is not None

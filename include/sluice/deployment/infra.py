@@ -99,14 +99,16 @@ def _peak_rss_mb(pid: int) -> float:
         pass
     import psutil
 
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
 def _check(name: str, passed: bool, observed: Any, limit: Any, message: str) -> dict[str, Any]:
     return {"check": name, "passed": bool(passed), "observed": observed, "limit": limit, "message": message}
 
 
-def _score_one_by_one(cfg: ModelConfig, client: ServerClient, records: list) -> tuple[list[float], list[str]]:
+def _score_one_by_one(
+    cfg: ModelConfig, client: ServerClient, records: list[dict[str, Any]]
+) -> tuple[list[float], list[str]]:
     """One request per record: the latency of each (ms) and what was wrong with the answers (up to 5)."""
     latencies: list[float] = []
     problems: list[str] = []

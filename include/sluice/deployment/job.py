@@ -37,7 +37,9 @@ class SmokeTestFailed(DeploymentError):
     """The live address did not serve the new version correctly; the previous champion was redeployed."""
 
 
-def resolve(cfg: ModelConfig, registry: Registry, *, action: str = "deploy", version: str | None = None) -> dict:
+def resolve(
+    cfg: ModelConfig, registry: Registry, *, action: str = "deploy", version: str | None = None
+) -> dict[str, Any]:
     """Which release to deploy: the given version, the challenger, or (rollback) the previous champion."""
     champ = registry.by_alias(cfg.name, CHAMPION)
     current = champ.version if champ else None
@@ -119,7 +121,7 @@ def smoke_test(cfg: ModelConfig, lake: Lake, target: DeploymentTarget, release: 
     records, ds = sample_records(cfg, lake, cfg.deploy.smoke_rows, seed=int(release.version) + 1)
     problems: list[str] = []
     try:
-        preds = target.invoke(records)  # type: ignore[attr-defined]
+        preds = target.invoke(records)
         problems = prediction_problems(cfg, {"predictions": preds}, len(records))
     except Exception as exc:  # any failure of the live path fails the smoke test, with its reason
         problems = [f"{type(exc).__name__}: {exc}"]

@@ -202,7 +202,7 @@ class LocalTarget:
         served = headers.get("x-sluice-model-version")
         if served != live.get("version"):
             raise DeploymentError(f"{self.address} answered from v{served}, but v{live.get('version')} is live")
-        return payload["predictions"]
+        return list(payload["predictions"])
 
     def health(self) -> bool:
         live = self.live()

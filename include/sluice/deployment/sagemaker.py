@@ -163,13 +163,14 @@ class SageMakerTarget:
             log.info("%s already exists; reusing it", resource)
 
     def _describe_endpoint(self) -> dict[str, Any] | None:
-        return self._aws(
+        desc: dict[str, Any] | None = self._aws(
             "sagemaker",
             "describe_endpoint",
             f"endpoint {self.endpoint_name}",
             missing_ok=True,
             EndpointName=self.endpoint_name,
         )
+        return desc
 
     def _config_tags(self, config: str) -> dict[str, str]:
         desc = self._aws(
@@ -523,7 +524,7 @@ class SageMakerTarget:
         return self.finish(handle, self.wait(handle))
 
     def health(self) -> bool:
-        return self.status()["status"] == "InService"
+        return bool(self.status()["status"] == "InService")
 
     def current(self) -> Endpoint | None:
         desc = self._describe_endpoint()

@@ -67,7 +67,7 @@ def model_file(model_dir: Path) -> Path:
     name = (flavors.get("sklearn") or {}).get("pickled_model")
     if not name:
         raise DeploymentError(f"{mlmodel}: no sklearn flavor with a 'pickled_model' entry (flavors: {sorted(flavors)})")
-    return model_dir / name
+    return model_dir / str(name)
 
 
 def model_dir_sha256(model_dir: Path) -> tuple[str, str]:

@@ -75,14 +75,14 @@ def _ledger_run(registry: Any, model: str, *, create: bool = False) -> str | Non
         order_by=["attributes.start_time ASC"],
     )
     if runs:
-        return runs[0].info.run_id
+        return str(runs[0].info.run_id)
     if not create:
         return None
     run = client.create_run(
         exp_id, tags={"sluice.model": model, "sluice.kind": "ledger", "mlflow.runName": f"{model} alias ledger"}
     )
     client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    return str(run.info.run_id)
 
 
 def _stored(registry: Any, run_id: str) -> list[dict[str, Any]]:

@@ -12,9 +12,13 @@ import os
 import subprocess
 from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.runtime import REPO_ROOT
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ class Registry:
                 raise
             return exp.experiment_id
 
-    def by_alias(self, model: str, alias: str):
+    def by_alias(self, model: str, alias: str) -> ModelVersion | None:
         """The version behind ``alias``, or None (no registered model yet, or no such alias)."""
         from mlflow.exceptions import MlflowException
 
@@ -81,7 +85,7 @@ class Registry:
                 return None
             raise
 
-    def register(self, model: str, model_uri: str, run_id: str, tags: Mapping[str, str]):
+    def register(self, model: str, model_uri: str, run_id: str, tags: Mapping[str, str]) -> ModelVersion:
         """A new version of ``model`` from a logged model (``models:/m-<id>``), with its tags."""
         import mlflow
 
@@ -99,5 +103,5 @@ class Registry:
     def versions(self, model: str) -> list[Any]:
         return sorted(self.client.search_model_versions(f"name='{model}'"), key=lambda v: int(v.version))
 
-    def run(self, run_id: str):
+    def run(self, run_id: str) -> Run:
         return self.client.get_run(run_id)

@@ -143,7 +143,7 @@ class _RowGroupWriter:
     def close(self) -> bytes:
         self._flush(final=True)
         self.writer.close()
-        return self.sink.getvalue().to_pybytes()
+        return bytes(self.sink.getvalue().to_pybytes())
 
 
 def default_workers() -> int:
@@ -233,6 +233,7 @@ def score_partition(
 
         def emit(batch: pa.RecordBatch, scores: np.ndarray) -> None:
             nonlocal rows, batches
+            assert out is not None, "the writer opens before the first batch is scored"
             n = batch.num_rows
             arrays = [_column(batch, c, out.schema.field(c)) for c in keep]
             arrays += [

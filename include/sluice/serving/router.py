@@ -17,9 +17,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 log = logging.getLogger("sluice.serving.router")
 
@@ -48,7 +52,7 @@ class LiveState:
         return self._state
 
 
-def create_router(state_file: Path):
+def create_router(state_file: Path) -> Starlette:
     import httpx
     from starlette.applications import Starlette
     from starlette.requests import Request
@@ -59,7 +63,7 @@ def create_router(state_file: Path):
     clients: dict[str, httpx.AsyncClient] = {}
 
     @asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         clients["http"] = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=2.0))
         yield
         await clients["http"].aclose()
