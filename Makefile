@@ -70,8 +70,8 @@ bench: venv $(BENCH_ENV)/.synced  ## benchmarks: ratios against a baseline measu
 
 lint: venv  ## ruff, the import contracts (.importlinter), model configs, and every DAG file parses
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/lint-imports
 	$(PY) -m sluice config check
+	$(VENV)/bin/lint-imports
 	$(PY) -m sluice.airflow.dagcheck
 
 suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans

@@ -15,11 +15,12 @@ import pytest
 
 from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
-from sluice.deployment import job, ledger
+from sluice.deployment import job
 from sluice.deployment.infra import LATENCY_ROUNDS, infra_validate
 from sluice.deployment.local import LocalTarget
 from sluice.deployment.targets import DeploymentError
 from sluice.lake import Lake, LocalStorage
+from sluice.registry import ledger
 from sluice.registry.artifact import release_of
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
 from sluice.serving.client import LoadLoop

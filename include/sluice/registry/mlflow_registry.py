@@ -85,7 +85,7 @@ class Registry:
                 return None
             raise
 
-    def register(self, model: str, model_uri: str, run_id: str, tags: Mapping[str, str]) -> ModelVersion:
+    def register(self, model: str, model_uri: str, run_id: str, tags: Mapping[str, Any]) -> ModelVersion:
         """A new version of ``model`` from a logged model (``models:/m-<id>``), with its tags."""
         import mlflow
 
