@@ -70,6 +70,7 @@ bench: venv $(BENCH_ENV)/.synced  ## benchmarks: ratios against a baseline measu
 
 lint: venv  ## ruff, model configs, and every DAG file parses
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m sluice config check
 	$(PY) -m sluice.airflow.dagcheck
 

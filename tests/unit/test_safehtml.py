@@ -77,7 +77,8 @@ def test_data_docs_escape_values_show_ids_and_load_nothing() -> None:
 
 
 def test_failure_samples_carry_row_ids_in_mail_and_summary() -> None:
-    from sluice.validation.gx import failure_rows, render_summary_html
+    from sluice.text import failure_rows
+    from sluice.validation.gx import render_summary_html
 
     outcome = _failing_result()
     (row,) = failure_rows(outcome.failures)
