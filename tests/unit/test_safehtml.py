@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from sluice.safehtml import link, link_list, safe_url
+from sluice.safehtml import html_table, link, link_list, safe_url
 
 XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "</td><svg onload=alert(4)>"]
 #: markup a browser would act on: a script/img/iframe/object tag, an on* handler inside a tag, a script link
@@ -50,6 +50,18 @@ def test_http_and_relative_targets_are_kept_and_escaped(url) -> None:
 def test_link_list_escapes_names_and_drops_bad_targets() -> None:
     html = link_list({XSS[0]: "javascript:alert(1)", "ok": "https://ok.example.com"})
     assert ACTIVE.search(html) is None and 'href="https://ok.example.com"' in html
+
+
+def test_html_table_escapes_header_and_cells() -> None:
+    table = html_table((XSS[0], "b"), [(XSS[1], XSS[2])])
+    assert ACTIVE.search(table) is None and table.count("<tr>") == 2 and "&lt;script&gt;" in table
+
+
+def test_file_level_problems_read_like_failed_checks() -> None:
+    from sluice.text import failure_rows
+
+    (row,) = failure_rows([{"check": "file_is_utf8", "file": "a.csv", "detail": "not valid UTF-8", "exception": "x"}])
+    assert row == ("file_is_utf8", "a.csv", "", "not valid UTF-8 error: x", "")
 
 
 def _failing_result(sample_rows: int = 20):

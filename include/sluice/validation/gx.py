@@ -26,7 +26,7 @@ from sluice.text import FAILURE_HEADER, failure_rows, fmt_value, sample_text
 if TYPE_CHECKING:  # great_expectations is imported where it is used: it takes seconds to import
     from great_expectations import ValidationDefinition
     from great_expectations.core import ExpectationValidationResult
-    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
 
 log = logging.getLogger(__name__)
 
