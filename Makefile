@@ -70,9 +70,9 @@ bench: venv $(BENCH_ENV)/.synced  ## benchmarks: ratios against a baseline measu
 
 lint: venv  ## ruff, model configs, and every DAG file parses
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
 	$(PY) -m sluice config check
 	$(PY) -m sluice.airflow.dagcheck
+	$(VENV)/bin/mypy
 
 suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans
 	$(PY) -m sluice suite $(MODEL)
