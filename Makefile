@@ -73,6 +73,7 @@ lint: venv  ## ruff, the import contracts (.importlinter), model configs, and ev
 	$(PY) -m sluice config check
 	$(VENV)/bin/lint-imports
 	$(PY) -m sluice.airflow.dagcheck
+	$(VENV)/bin/mypy
 
 suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans
 	$(PY) -m sluice suite $(MODEL)

@@ -400,7 +400,7 @@ def _describe(err: Mapping[str, Any], section: type[BaseModel] | None) -> str:
 
 def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Walk the model tree along ``loc`` (minus the last key) to list allowed keys in the message."""
-    model: Any = ModelConfig
+    model: type[BaseModel] = ModelConfig
     for part in loc[:-1]:
         if isinstance(part, int):
             continue

@@ -21,12 +21,20 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 ZONES = ("landing", "labels", "quarantine", "features", "predictions", "reports")
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 _DS = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
+
+
+class ManifestFile(TypedDict):
+    """One data file a manifest lists: the partition's readers trust it only if the sha256 matches."""
+
+    name: str
+    sha256: str
+    bytes: int
 
 
 class Storage(Protocol):
@@ -88,7 +96,7 @@ class LocalStorage:
 class S3Storage:
     """boto3 over ``s3://bucket/prefix``; the endpoint comes from ``AWS_ENDPOINT_URL`` as boto3 reads it."""
 
-    def __init__(self, uri: str, client: Any = None) -> None:
+    def __init__(self, uri: str, client: Any = None) -> None:  # a boto3 S3 client (boto3 ships no types)
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
             raise ValueError(f"lake URI {uri!r} has no bucket; expected s3://bucket/prefix")
@@ -104,7 +112,8 @@ class S3Storage:
 
     def read_bytes(self, key: str) -> bytes:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+            return body
         except self.client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"{self.root}/{key}") from None
 
@@ -196,7 +205,7 @@ class Lake:
     ) -> dict[str, Any]:
         """Content-addressed data files first, then the manifest; old files are removed after the switch."""
         key = self.partition_key(zone, name, ds)
-        entries = []
+        entries: list[ManifestFile] = []
         for i, (suffix, data) in enumerate(sorted(files.items())):
             digest = sha256(data)
             fname = f"part-{i:05d}-{digest[:16]}{suffix}"
@@ -216,7 +225,8 @@ class Lake:
         key = f"{self.partition_key(zone, name, ds)}/{MANIFEST}"
         if not self.storage.exists(key):
             return None
-        return json.loads(self.storage.read_bytes(key))
+        manifest: dict[str, Any] = json.loads(self.storage.read_bytes(key))
+        return manifest
 
     def read_published(self, zone: str, name: str, ds: dt.date | str) -> list[bytes]:
         """The bytes of every file the manifest lists, checked against their sha256."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 #: served with every Sluice page: nothing loads or runs but the page's own inline styles and data: images
 _CSP_DOC = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -26,12 +25,12 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f-\x9f]")  # browsers drop these when they parse a URL's scheme
 
 
-def esc(value: Any) -> str:
+def esc(value: object) -> str:
     """Text for HTML content and quoted attribute values (``None`` is empty)."""
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def safe_url(url: Any) -> str | None:
+def safe_url(url: object) -> str | None:
     """``url`` if it is http(s) or relative; None for any other scheme (``javascript:``, ``data:``...)."""
     if not isinstance(url, str) or not url.strip():
         return None
@@ -44,7 +43,7 @@ def safe_url(url: Any) -> str | None:
     return url.strip()
 
 
-def link(name: Any, url: Any, *, new_tab: bool = False) -> str:
+def link(name: object, url: object, *, new_tab: bool = False) -> str:
     """``<a href>`` for a safe target; the escaped name and target as plain text otherwise."""
     target = safe_url(url)
     if target is None:
@@ -53,10 +52,17 @@ def link(name: Any, url: Any, *, new_tab: bool = False) -> str:
     return f'<a href="{esc(target)}"{extra}>{esc(name)}</a>'
 
 
-def link_list(links: Mapping[str, Any] | None) -> str:
+def link_list(links: Mapping[str, object] | None) -> str:
     """A ``<ul>`` of :func:`link` items (empty string when there is nothing to list)."""
     items = "".join(f"<li>{link(k, v)}</li>" for k, v in (links or {}).items() if v)
     return f"<ul>{items}</ul>" if items else ""
+
+
+def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A bordered table of text cells, every cell escaped (mail clients ignore a page's stylesheet)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>{head}</tr>{body}</table>"
 
 
 def page(title: str, body: str, *, style: str = "") -> str:

@@ -11,7 +11,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from sluice.safehtml import esc as _e
-from sluice.safehtml import link_list
+from sluice.safehtml import html_table, link_list
+from sluice.text import FAILURE_HEADER, failure_rows
 
 
 def _steps(steps: Sequence[str]) -> tuple[list[str], str]:
@@ -52,8 +53,6 @@ def data_quality_alert(
     links: Mapping[str, str],
 ) -> Alert:
     """The mail sent when a landing partition is quarantined: what failed, where, how much, a sample."""
-    from sluice.validation.gx import FAILURE_HEADER, failure_rows, html_table
-
     table = failure_rows(failures)
     read = "unreadable" if rows is None else str(rows)
     subject = f"[sluice] {model}: landing {dataset} ds={ds} QUARANTINED ({len(failures)} failed checks)"

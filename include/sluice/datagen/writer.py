@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import pandas as pd
 import yaml
@@ -59,6 +59,18 @@ def write_references(cfg: ModelConfig, lake: Lake) -> list[str]:
     ]
 
 
+class Landed(TypedDict):
+    """What :func:`generate_into_lake` wrote: days landed, label partitions, corrupted days, reference keys."""
+
+    dataset: str
+    landed: int
+    first: dt.date
+    last: dt.date | None
+    label_partitions: int
+    corrupted: dict[str, str]
+    references: list[str]
+
+
 def generate_into_lake(
     cfg: ModelConfig,
     lake: Lake,
@@ -68,7 +80,7 @@ def generate_into_lake(
     scenario_path: str | Path | None = None,
     seed: int = 7,
     rows_per_day: int = loans.DEFAULT_ROWS_PER_DAY,
-) -> dict[str, Any]:
+) -> Landed:
     if cfg.dataset.name not in SOURCES:
         raise ValueError(f"no demo source for dataset {cfg.dataset.name!r}; sources: {SOURCES}")
     scenario = load_scenario(scenario_path)

@@ -16,11 +16,17 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sluice.safehtml import esc, link_list, page
+from sluice.safehtml import esc, html_table, link_list, page
+from sluice.text import FAILURE_HEADER, failure_rows, fmt_value, sample_text
+
+if TYPE_CHECKING:  # great_expectations is imported where it is used: it takes seconds to import
+    from great_expectations import ValidationDefinition
+    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +80,15 @@ def prepare(df: pd.DataFrame, suite: Mapping[str, Any]) -> pd.DataFrame:
     return df.astype(conv) if conv else df
 
 
-def _context_and_definition(suite: Mapping[str, Any]):
+def _context_and_definition(suite: Mapping[str, Any]) -> tuple[AbstractDataContext, ValidationDefinition]:
     import great_expectations as gx
 
     ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False}
-    bd = ctx.data_sources.add_pandas(name="sluice").add_dataframe_asset(name="partition")
-    bd = bd.add_batch_definition_whole_dataframe("whole")
+    # GX reads this setting as a mapping (Validator._determine_progress_bars); its setter is annotated
+    # with ProgressBarsConfig, whose None fields would read differently.
+    ctx.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
+    asset = ctx.data_sources.add_pandas(name="sluice").add_dataframe_asset(name="partition")
+    bd = asset.add_batch_definition_whole_dataframe("whole")
     clean = {
         "name": suite["name"],
         "expectations": [
@@ -100,8 +108,10 @@ def _sample_ids(res: Mapping[str, Any], id_column: str | None, n: int) -> list[A
     return [row.get(id_column) if isinstance(row, Mapping) else row for row in index[:n]]
 
 
-def _failure(r: Any, sample_rows: int, id_column: str | None = None) -> dict[str, Any]:
+def _failure(r: ExpectationValidationResult, sample_rows: int, id_column: str | None = None) -> dict[str, Any]:
     cfg, res = r.expectation_config, r.result or {}
+    if cfg is None:  # a suite run always attaches its configuration; without it the failure cannot be named
+        raise ValueError(f"GX returned a validation result without its expectation configuration: {r}")
     kwargs = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
     exc = (r.exception_info or {}) if isinstance(r.exception_info, dict) else {}
     sample = list(res.get("partial_unexpected_list") or [])[:sample_rows]
@@ -210,16 +220,9 @@ def validate(
 DOCS_STYLE = ".pass{color:#1a7f37}.fail{color:#b2182b;font-weight:bold}h2{margin-top:1.5em}"
 
 
-def _json_text(value: Any, limit: int = 600) -> str:
+def _json_text(value: object, limit: int = 600) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _sample_text(values: Sequence[Any], ids: Sequence[Any], id_column: str | None, n: int) -> str:
-    """``id=123: value, ...`` when the ids are known, else the values alone."""
-    if id_column and ids and len(ids) >= min(len(values), n):
-        return ", ".join(f"{id_column}={_fmt(i)}: {_fmt(v)}" for i, v in zip(ids[:n], values[:n], strict=False))
-    return ", ".join(_fmt(v) for v in values[:n])
 
 
 def render_data_docs(result: Mapping[str, Any], title: str = "", id_column: str | None = None) -> str | None:
@@ -248,7 +251,7 @@ def render_data_docs(result: Mapping[str, Any], title: str = "", id_column: str 
                 f"<td><code>{esc(_json_text(kwargs))}</code></td>"
                 f"<td><code>{esc(_json_text(res.get('observed_value', '')))}</code></td>"
                 f"<td>{esc(unexpected)}</td>"
-                f"<td><code>{esc(_sample_text(res.get('partial_unexpected_list') or [], ids, id_column, 20))}</code>"
+                f"<td><code>{esc(sample_text(res.get('partial_unexpected_list') or [], ids, id_column, 20))}</code>"
                 "</td></tr>"
             )
         verdict = "passed" if result.get("success") else "FAILED"
@@ -258,7 +261,7 @@ def render_data_docs(result: Mapping[str, Any], title: str = "", id_column: str 
             f"<p>Suite <b>{esc(suite)}</b>: <span class='{'pass' if result.get('success') else 'fail'}'>"
             f"{esc(verdict)}</span> &mdash; {esc(stats.get('successful_expectations', '?'))} of "
             f"{esc(stats.get('evaluated_expectations', '?'))} expectations met "
-            f"({esc(_fmt(stats.get('success_percent')))}%).</p>"
+            f"({esc(fmt_value(stats.get('success_percent')))}%).</p>"
             "<table><tr><th>outcome</th><th>expectation</th><th>column</th><th>arguments</th><th>observed</th>"
             f"<th>unexpected rows</th><th>sample (failing rows)</th></tr>{''.join(rows)}</table>"
         )
@@ -266,47 +269,6 @@ def render_data_docs(result: Mapping[str, Any], title: str = "", id_column: str 
     except Exception:  # rendering is evidence, not a gate: never let it hide the failure itself
         log.exception("Data Docs rendering failed; the summary page still carries the evidence")
         return None
-
-
-FAILURE_HEADER = ("check", "column / file", "unexpected rows", "observed", "sample")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v)
-
-
-def failure_rows(failures: Sequence[Mapping[str, Any]], sample: int = 10) -> list[tuple[str, str, str, str, str]]:
-    """One row of text per failed check: what, where, how many rows, what was observed, sample values.
-
-    Shared by the alert email and the quarantine summary page so both say the same thing.
-    """
-    rows = []
-    for f in failures:
-        n, pct = f.get("unexpected_count"), f.get("unexpected_percent")
-        count = f"{n} ({pct:.2f}%)" if isinstance(n, int) and isinstance(pct, float) else _fmt(n)
-        observed = f.get("observed_value") if f.get("observed_value") is not None else f.get("detail")
-        if f.get("details"):
-            observed = f"{_fmt(observed)} {f['details']}".strip()
-        if f.get("exception"):
-            observed = f"{_fmt(observed)} error: {f['exception']}".strip()
-        rows.append(
-            (
-                str(f.get("expectation") or f.get("check")),
-                str(f.get("column") or f.get("file") or "(table)"),
-                count,
-                _fmt(observed)[:300],
-                _sample_text(f.get("sample") or [], f.get("sample_ids") or [], f.get("id_column"), sample)[:300],
-            )
-        )
-    return rows
-
-
-def html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>{head}</tr>{body}</table>"
 
 
 def render_summary_html(title: str, failures: Sequence[Mapping[str, Any]], links: Mapping[str, str]) -> str:

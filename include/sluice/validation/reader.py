@@ -58,13 +58,14 @@ def read_partition(files: Mapping[str, bytes], fmt: str, timestamp_column: str |
     """Concatenate every data file; normalise the timestamp column so CSV and parquet compare equal."""
     if not files:
         return ReadResult(None, [_problem("(none)", "partition_has_files", "landing partition holds no data files")])
-    frames, problems = [], []
+    frames: list[pd.DataFrame] = []
+    problems: list[dict[str, str]] = []
     for fname in sorted(files):
-        df, problem = read_one(fname, files[fname], fmt)
+        frame, problem = read_one(fname, files[fname], fmt)
         if problem:
             problems.append(problem)
-        else:
-            frames.append(df)
+        elif frame is not None:  # read_one returns a frame or a problem, never neither
+            frames.append(frame)
     if problems:
         return ReadResult(None, problems)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -21,7 +21,22 @@ MAX_CATEGORIES = 50
 UNSEEN_CATEGORY_SHARE = 0.05
 
 
-def _e(kind: str, **kwargs: Any) -> dict[str, Any]:
+class ExpectationSpec(TypedDict):
+    """One expectation of a suite JSON, as ``gx.validate`` reads it."""
+
+    type: str
+    kwargs: dict[str, Any]
+
+
+class SuiteSpec(TypedDict):
+    """A suite JSON (``include/expectations/<suite>.json``): name, expectations and a ``meta`` of free data."""
+
+    name: str
+    expectations: list[ExpectationSpec]
+    meta: dict[str, Any]
+
+
+def _e(kind: str, **kwargs: Any) -> ExpectationSpec:
     return {"type": kind, "kwargs": kwargs}
 
 
@@ -40,7 +55,7 @@ def _bound(x: float) -> float | int:
 
 def infer_suite(
     frames: Sequence[pd.DataFrame], cfg: ModelConfig, days: Sequence[dt.date], margin: float = 0.25
-) -> dict:
+) -> SuiteSpec:
     if not frames:
         raise ValueError("schema inference needs at least one known-good partition")
     df = pd.concat(frames, ignore_index=True)
@@ -49,7 +64,7 @@ def infer_suite(
         if col not in df.columns:
             raise ValueError(f"column {col!r} named in dataset config is not in the data; columns: {list(df.columns)}")
     rows = [len(f) for f in frames]
-    exps: list[dict[str, Any]] = [
+    exps: list[ExpectationSpec] = [
         _e("expect_table_columns_to_match_set", column_set=sorted(df.columns), exact_match=True),
         _e(
             "expect_table_row_count_to_be_between",
