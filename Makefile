@@ -53,7 +53,7 @@ demo: venv  ## run the whole loop through the stack's scheduler and print a summ
 # Tests run on TEST_WORKERS pytest-xdist workers, a module (or the shared Airflow metadata DB) per work unit,
 # longest tiers first (tests/conftest.py), in random order (pytest-randomly prints the seed; --randomly-seed=N repeats one).
 TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: venv  ## run every test tier (unit, airflow, dags, integration, e2e, browser)
 	$(PYTEST)

@@ -39,7 +39,7 @@ os.environ.setdefault(
 )
 os.environ.setdefault("AIRFLOW_CONN_AWS_DEFAULT", '{"conn_type":"aws","extra":{"region_name":"us-east-1"}}')
 
-NEEDS_AIRFLOW_DB = ("airflow", "dags")  # e2e/browser stacks run their own; dag.test users ask for airflow_db
+NEEDS_AIRFLOW_DB = ("airflow", "dags")  # the e2e/browser stacks run a database of their own
 
 
 def start_or_kill(proc, ready, what: str, timeout: float) -> None:
@@ -141,24 +141,39 @@ def _tier(item: pytest.Item) -> str:
 
 #: longest first, so that two pytest-xdist workers end together: the stack tiers take minutes per module
 TIER_ORDER = ("browser", "e2e", "airflow", "dags", "integration", "compose", "unit")
-#: the work units of ``--dist loadgroup`` that must not run side by side: dag.test on one metadata database
+#: the work unit of every test on Airflow's metadata database (see ``work_unit``)
 AIRFLOW_DB_GROUP = "airflow-db"
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Every test belongs to a tier: the folder it lives in gives the marker.
-
-    For ``-n 2 --dist loadgroup`` every test also gets its work unit (set here, before pytest-xdist reads the
-    marks): its module, so module fixtures such as an embedded stack are built once; or one shared unit for
-    every test on Airflow's metadata database (DAG runs there are counted and DAGs serialized).
-    """
+    """Every test belongs to a tier: the folder it lives in gives the marker."""
     tier = _tier(item)
     if tier in ("unit", "airflow", "dags", "integration", "e2e", "browser"):
         item.add_marker(getattr(pytest.mark, tier))
     elif tier == "compose":
         item.add_marker(pytest.mark.unit)
-    on_db = tier in NEEDS_AIRFLOW_DB or "airflow_db" in getattr(item, "fixturenames", ())
-    item.add_marker(pytest.mark.xdist_group(AIRFLOW_DB_GROUP if on_db else item.nodeid.split("::", 1)[0]))
+
+
+def work_unit(nodeid: str) -> str:
+    """What one pytest-xdist worker runs as a whole: a test module (its module fixtures, such as an embedded
+    stack, are built once), or every test on Airflow's metadata database together (DAG runs there are counted
+    and DAGs serialized, so two of them must not run side by side)."""
+    module = nodeid.split("::", 1)[0]
+    tier = Path(module).parts[1] if module.startswith("tests/") else ""
+    return AIRFLOW_DB_GROUP if tier in NEEDS_AIRFLOW_DB else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadscope`` with :func:`work_unit` as the scope."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnits(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

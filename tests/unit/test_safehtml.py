@@ -52,7 +52,9 @@ def test_link_list_escapes_names_and_drops_bad_targets() -> None:
     assert ACTIVE.search(html) is None and 'href="https://ok.example.com"' in html
 
 
-def _failing_result(sample_rows: int = 20):
+@pytest.fixture(scope="module")
+def outcome():
+    """One GX validation with hostile failing values (a GX run costs seconds; both tests only read it)."""
     from sluice.validation.gx import validate
 
     df = pd.DataFrame({"loan_id": [f"L{i}" for i in range(6)], "grade": ["A", "B", *XSS, "A"]})
@@ -62,13 +64,12 @@ def _failing_result(sample_rows: int = 20):
             {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "grade", "value_set": ["A", "B"]}},
         ],
     }
-    return validate(df, suite, sample_rows=sample_rows, id_column="loan_id")
+    return validate(df, suite, sample_rows=20, id_column="loan_id")
 
 
-def test_data_docs_escape_values_show_ids_and_load_nothing() -> None:
+def test_data_docs_escape_values_show_ids_and_load_nothing(outcome) -> None:
     from sluice.validation.gx import render_data_docs
 
-    outcome = _failing_result()
     page = render_data_docs(outcome.result, "grade check", "loan_id")
     assert page is not None and ACTIVE.search(page) is None, page
     assert "loan_id=L2: &lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -76,10 +77,9 @@ def test_data_docs_escape_values_show_ids_and_load_nothing() -> None:
     assert not re.search(external, page), "Data Docs must render offline"
 
 
-def test_failure_samples_carry_row_ids_in_mail_and_summary() -> None:
+def test_failure_samples_carry_row_ids_in_mail_and_summary(outcome) -> None:
     from sluice.validation.gx import failure_rows, render_summary_html
 
-    outcome = _failing_result()
     (row,) = failure_rows(outcome.failures)
     assert row[4].startswith("loan_id=L2: <script>alert(1)</script>, loan_id=L3: ")
     page = render_summary_html(XSS[1], outcome.failures, {XSS[2]: "javascript:alert(1)", "log": "http://log"})

@@ -1,6 +1,6 @@
-"""Continuous training end to end: first model promoted; label-shuffled data refused with the email read
-back from a real SMTP server; a genuinely better candidate passes. Real MLflow server, real Airflow runs
-(dag.test against the metadata DB), generated data in a local lake.
+"""The training DAG run through Airflow (dag.test on the metadata DB): first model promoted; label-shuffled data
+refused with the email read back from a real SMTP server; a genuinely better candidate passes. Real MLflow
+server, generated data in a local lake. (An airflow-tier test: no scheduler, so no embedded stack.)
 """
 
 from __future__ import annotations
