@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,11 +68,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_WAS_RUNNING = True  # whether PostgreSQL ran before this session (then the session leaves it running)
+#: this run's id, shared with its pytest-xdist workers (they inherit the environment)
+RUN_ID = "SLUICE_TEST_RUN"
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")  # a pytest-xdist worker
+
+
+def _started_by(settings) -> Path:
+    """Which run started the test PostgreSQL: only that run stops it (other sessions may share the home)."""
+    return settings.run_dir / "postgres.started-by"
 
 
 def _airflow_env(settings) -> dict[str, str]:
@@ -92,21 +99,25 @@ def _airflow_env(settings) -> dict[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _WAS_RUNNING
     from sluice.stack.embedded import Settings
 
-    settings = Settings.from_env()
     if not _is_worker(config):
-        _WAS_RUNNING = (settings.pgdata / "postmaster.pid").exists()
-    os.environ.update({k: v for k, v in _airflow_env(settings).items() if k != "SLUICE_LAKE"})
+        os.environ[RUN_ID] = uuid.uuid4().hex
+    os.environ.update({k: v for k, v in _airflow_env(Settings.from_env()).items() if k != "SLUICE_LAKE"})
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave no server behind that this session started (the controller, once every worker is done)."""
-    if not _is_worker(config) and not _WAS_RUNNING:
-        from sluice.stack.embedded import Settings, stop_postgres
+    """Leave no server behind that this run started (the controller, once every worker is done)."""
+    if _is_worker(config):
+        return
+    from sluice.stack.embedded import Settings, stop_postgres
 
-        stop_postgres(Settings.from_env())
+    settings = Settings.from_env()
+    marker = _started_by(settings)
+    with _home_lock(settings, "postgres"):
+        if marker.exists() and marker.read_text() == os.environ[RUN_ID]:
+            stop_postgres(settings)
+            marker.unlink()
 
 
 @contextlib.contextmanager
@@ -128,6 +139,9 @@ def postgres():
 
     settings = Settings.from_env()
     with _home_lock(settings, "postgres"):
+        if not (settings.pgdata / "postmaster.pid").exists():
+            settings.run_dir.mkdir(parents=True, exist_ok=True)
+            _started_by(settings).write_text(os.environ[RUN_ID])
         ensure_postgres(settings)
     actual, exported = postgres_uri(settings, "airflow"), os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     if actual != exported:
@@ -319,7 +333,8 @@ def mlflow_server(tmp_path_factory, postgres):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    start_or_kill(proc, lambda: http_ok(f"{url}/health"), f"MLflow server (log {log.name})", 120)
+    # 300 s: two xdist workers may start one each on a busy 2-core machine
+    start_or_kill(proc, lambda: http_ok(f"{url}/health"), f"MLflow server (log {log.name})", 300)
     _MLFLOW_ARTIFACTS[url] = Path(artifacts)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "AIRFLOW_CONN_MLFLOW_DEFAULT")}
     os.environ["MLFLOW_TRACKING_URI"] = url
