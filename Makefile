@@ -50,11 +50,16 @@ $(BENCH_ENV)/.synced: benchmarks/evidently/requirements.txt | $(UV)
 demo: venv  ## run the whole loop through the stack's scheduler and print a summary (DAYS=30)
 	$(PY) -m sluice demo --days $(DAYS)
 
-test: venv  ## run every test tier (unit, airflow, dags, integration, e2e)
-	$(PY) -m pytest
+# Tests run on TEST_WORKERS pytest-xdist workers, a module (or the shared Airflow metadata DB) per work unit,
+# longest tiers first (tests/conftest.py), in random order (pytest-randomly prints the seed; --randomly-seed=N repeats one).
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
-test-unit: venv  ## only the fast tests that need no Airflow
-	$(PY) -m pytest -m unit
+test: venv  ## run every test tier (unit, airflow, dags, integration, e2e, browser)
+	$(PYTEST)
+
+test-unit: venv  ## only the fast tests that need no server and no Airflow
+	$(PYTEST) -m unit
 
 up: venv  ## start PostgreSQL, MLflow, the SMTP sink and Airflow; print URLs and the login
 	$(PY) -m sluice.stack.embedded up

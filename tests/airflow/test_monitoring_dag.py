@@ -5,7 +5,6 @@ report and mails the owners, the same interval rerun starts nothing more, the ne
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 
@@ -19,7 +18,7 @@ from sluice.datagen.writer import generate_into_lake
 from sluice.features.job import publish_features
 from sluice.lake import open_lake
 from sluice.registry.artifact import fetch_release, load_model, release_of
-from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
+from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION
 from sluice.serving.batch import score_partition
 from sluice.training import job
 
@@ -38,18 +37,6 @@ def run(dag, ds: dt.date):
     dr = dag.test(logical_date=pendulum.datetime(ds.year, ds.month, ds.day, tz="UTC"))
     tis = dr.get_task_instances()
     return {ti.task_id: str(ti.state) for ti in tis}, {ti.task_id: ti for ti in tis}
-
-
-@pytest.fixture
-def loans_registry(mlflow_server):
-    """The registered model ``loans`` in the session's MLflow server, deleted afterwards: other tests expect
-    to register the first ``loans`` version themselves."""
-    registry = Registry(mlflow_server)
-    yield registry
-    from mlflow.exceptions import MlflowException
-
-    with contextlib.suppress(MlflowException):
-        registry.client.delete_registered_model("loans")
 
 
 def training_runs() -> list:

@@ -98,3 +98,8 @@ def monkeypatch_module():
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.timeout(1500))
+    # in any order (pytest-randomly shuffles first), a test that takes its module's stack down runs last in it
+    for item in [i for i in items if i.get_closest_marker("ends_stack")]:
+        items.remove(item)
+        after = max((k for k, other in enumerate(items) if other.module is item.module), default=len(items) - 1)
+        items.insert(after + 1, item)

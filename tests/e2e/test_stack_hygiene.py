@@ -132,6 +132,7 @@ def test_backfill_outside_the_dag_dates_is_refused(stack) -> None:
     assert r.status_code in (401, 403) and "2025-01-01" not in r.text, r.text[:500]
 
 
+@pytest.mark.ends_stack  # kills the scheduler and stops the module's stack: the other tests come first
 def test_down_leaves_no_process_after_a_scheduler_kill(stack) -> None:
     from sluice.stack import embedded
 

@@ -1,6 +1,6 @@
-"""Continuous training end to end: first model promoted; label-shuffled data refused with the email read
-back from a real SMTP server; a genuinely better candidate passes. Real MLflow server, real Airflow runs
-(dag.test against the metadata DB), generated data in a local lake.
+"""The training DAG run through Airflow (dag.test on the metadata DB): first model promoted; label-shuffled data
+refused with the email read back from a real SMTP server; a genuinely better candidate passes. Real MLflow
+server, generated data in a local lake. (An airflow-tier test: no scheduler, so no embedded stack.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sluice.datagen.corrupt import render
 from sluice.datagen.writer import generate_into_lake
 from sluice.features.job import publish_features
 from sluice.lake import open_lake
-from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
+from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION
 
 START, DAYS = dt.date(2025, 1, 1), 36
 
@@ -50,13 +50,13 @@ def shuffle_labels(lake, dataset: str, column: str) -> dict[str, bytes]:
     return originals
 
 
-def test_first_promotes_shuffled_is_refused_better_passes(training_dag, lake_root, smtp_sink, mlflow_server) -> None:
+def test_first_promotes_shuffled_is_refused_better_passes(training_dag, lake_root, smtp_sink, loans_registry) -> None:
     cfg = get_model_config("loans")
     lake = open_lake()
     generate_into_lake(cfg, lake, START, DAYS, rows_per_day=1000)
     for i in range(DAYS):
         publish_features(cfg, lake, START + dt.timedelta(days=i))
-    registry = Registry(mlflow_server)
+    registry = loans_registry  # no loans version yet: the first training has no champion to beat
 
     # 1. the first training: no champion, only the absolute rules apply, and it becomes the challenger
     _, states = run(training_dag, end_ds="2025-01-18", window_days=14, note="first model")
