@@ -33,7 +33,7 @@ from typing import Any
 
 from sluice.config import METRICS, GateConfig
 from sluice.evaluation.bootstrap import BootstrapResult
-from sluice.evaluation.numbers import is_finite, json_safe
+from sluice.evaluation.numbers import is_finite, json_object, json_safe
 
 NO_CHAMPION_NOTE = "no champion yet: only the absolute rules apply"
 
@@ -60,7 +60,7 @@ class RuleResult:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe(
+        return json_object(
             {
                 "rule": self.rule,
                 "verdict": self.verdict,
@@ -301,7 +301,8 @@ def _slices(gate: GateConfig, limit: float, inputs: GateInputs) -> tuple[RuleRes
         one_sided += len(set(c_col) ^ set(h_col))
         for value in sorted(set(c_col) & set(h_col)):
             c, h = c_col[value], h_col[value]
-            cv, hv = c.get("value"), h.get("value")
+            cv: Any = c.get("value")
+            hv: Any = h.get("value")
             if not (is_finite(cv) and is_finite(hv)):
                 too_small += 1
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-__all__ = ["finite", "is_finite", "json_safe"]
+__all__ = ["finite", "is_finite", "json_object", "json_safe"]
 
 
 def finite(x: Any) -> float | None:
@@ -51,3 +51,9 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     raise TypeError(f"not JSON-safe: {type(value).__name__} {value!r}")
+
+
+def json_object(value: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`json_safe` of a mapping: a JSON object."""
+    out: dict[str, Any] = json_safe(value)
+    return out

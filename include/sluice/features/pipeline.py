@@ -65,7 +65,7 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def schema_of(df: pd.DataFrame) -> dict[str, str]:
-    return {c: str(t) for c, t in df.dtypes.items()}
+    return {str(c): str(t) for c, t in df.dtypes.items()}
 
 
 def manifest_meta(df: pd.DataFrame, cfg: ModelConfig, source: Mapping[str, Any]) -> dict[str, Any]:

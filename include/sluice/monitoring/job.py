@@ -14,13 +14,16 @@ import io
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sluice.config import ModelConfig
 from sluice.lake import Lake, ds_str
 from sluice.training.record import read_reference
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,9 @@ def _parquet_source(lake: Lake, key: str) -> Any:
     return path if path else io.BytesIO(lake.read(key))
 
 
-def interval_chunks(cfg: ModelConfig, lake: Lake, ds: dt.date | str, columns: list[str], batch_rows: int = 65_536):
+def interval_chunks(
+    cfg: ModelConfig, lake: Lake, ds: dt.date | str, columns: list[str], batch_rows: int = 65_536
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(feature chunk, scores) pairs over the interval: features streamed in row batches, scores sliced from the
     predictions partition (written in the features' row order; the ids are checked chunk by chunk)."""
     import pyarrow.parquet as pq

@@ -147,7 +147,7 @@ def performance_check(
     ref = finite(reference_metrics.get(name))
     against, kind, band = "champion's test", "pooled", None
     k = int(per_interval.get("intervals") or 0) if per_interval else 0
-    if k >= MIN_REFERENCE_INTERVALS and finite(per_interval.get("mean")) is not None:
+    if per_interval and k >= MIN_REFERENCE_INTERVALS and finite(per_interval.get("mean")) is not None:
         ref, kind = finite(per_interval["mean"]), "per_interval"
         spread = finite(per_interval.get("std"))
         # the band a new interval falls in around the mean of k intervals: a prediction interval, as for drift

@@ -62,9 +62,9 @@ def decide(
         if not isinstance(e, Mapping) or "drift" not in e:
             raise ValueError(f"history[{i}]: expected a drift result (a mapping with 'drift') or a bool")
     retrain = _as_date(last_retrain, "last_retrain") if last_retrain is not None else None
-    if today is None and entries and entries[-1].get("ds") is not None:
-        today = entries[-1]["ds"]
-    day = _as_date(today, "today") if today is not None else None
+    newest = entries[-1].get("ds") if entries else None
+    when = today if today is not None else newest
+    day = _as_date(when, "today") if when is not None else None
     if retrain is not None:
         entries = [e for e in entries if e.get("ds") is None or _as_date(e["ds"], "history ds") > retrain]
     window = entries[-n:]

@@ -197,6 +197,8 @@ def _feature_batches(cfg: ModelConfig, lake: Lake, ds: dt.date, columns: list[st
     import pyarrow.parquet as pq
 
     man = lake.manifest("features", cfg.features.feature_set, ds)
+    if man is None:
+        raise ReplayError(f"features/{cfg.features.feature_set}/ds={ds}: not published")
     for entry, data in zip(man["files"], lake.read_published("features", cfg.features.feature_set, ds), strict=True):
         if not entry["name"].endswith(".parquet"):
             raise ReplayError(f"features/{cfg.features.feature_set}/ds={ds}/{entry['name']}: expected parquet")
@@ -286,7 +288,9 @@ def _training_round(
 # ---- one interval --------------------------------------------------------------------------------------
 
 
-def _score_and_drift(cfg: ModelConfig, lake: Lake, ds: dt.date, champ: _Model) -> tuple[dict, np.ndarray, np.ndarray]:
+def _score_and_drift(
+    cfg: ModelConfig, lake: Lake, ds: dt.date, champ: _Model
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """The champion's scores of day ``ds`` and the drift verdict, as ``check_drift`` judges it."""
     from sluice.monitoring.drift import DriftAccumulator, checked_features
     from sluice.training.model import feature_columns, predict_scores

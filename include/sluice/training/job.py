@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from sluice.lake import Lake
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
 from sluice.training.record import STATE_TAG
 from sluice.training.steps import Evaluation, Trained, TrainingError
+
+if TYPE_CHECKING:
+    from sluice.evaluation.gate import GateDecision
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,9 @@ def log_pipeline(cfg: ModelConfig, model: Any, example: Any) -> dict[str, str]:
     return {"model_uri": info.model_uri, "model_id": info.model_id, "sha256": model_sha, "file": model_file}
 
 
-def register_pipeline(registry: Registry, cfg: ModelConfig, model: Any, example: Any, **tags: str) -> tuple[str, dict]:
+def register_pipeline(
+    registry: Registry, cfg: ModelConfig, model: Any, example: Any, **tags: str
+) -> tuple[str, dict[str, str]]:
     """Log a fitted pipeline in a run of its own and register it as a new version of ``cfg.name``, with its
     sha256; no gate runs. For bringing a model fitted elsewhere into the registry, and for tests."""
     import mlflow
@@ -250,7 +255,9 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
 # --------------------------------------------------------------------------------------------- gate
 
 
-def decide(cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]):
+def decide(
+    cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]
+) -> GateDecision:
     """The gate's typed decision, recorded on the MLflow run (JSON, HTML, tags) before anyone acts on it."""
     from sluice.training import record
     from sluice.training.steps import judge

@@ -134,7 +134,7 @@ def numeric_profile(values: Any, n_bins: int = 10, intervals: np.ndarray | None 
         inner = np.array([], dtype="float64")
     counts = bin_counts(v, inner)
     n = len(v)
-    out = {
+    out: dict[str, Any] = {
         "kind": "numeric",
         "edges": [NEG_INF, *(float(e) for e in inner), POS_INF],
         "proportions": [float(c) / n if n else 0.0 for c in counts],

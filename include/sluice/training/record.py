@@ -102,6 +102,7 @@ def log_split(
     """Into the active run: the parameters, the three datasets (lineage to the snapshot manifest ``source``),
     the manifest and the training-set suite's result."""
     import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
 
     snap = split.snapshot
     mlflow.log_params(
@@ -118,7 +119,7 @@ def log_split(
         }
     )
     for context, frame in (("training", split.train), ("validation", split.validation), ("testing", split.test)):
-        ds = mlflow.data.from_pandas(
+        ds = from_pandas(
             frame,
             source=source,
             targets=cfg.labels.column,

@@ -20,7 +20,7 @@ import pandas as pd
 
 from sluice.config import ModelConfig
 from sluice.evaluation.gate import GateDecision
-from sluice.evaluation.numbers import json_safe
+from sluice.evaluation.numbers import json_object, json_safe
 from sluice.lake import Lake
 from sluice.training.snapshot import Snapshot
 
@@ -282,7 +282,7 @@ class Evaluation:
             out.update(
                 champion_metrics=self.champion_metrics, champion_slices=self.champion_slices, bootstrap=self.bootstrap
             )
-        return dict(json_safe(out))
+        return json_object(out)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:

@@ -78,7 +78,7 @@ class _Categorical:
         self.rows += len(s)
         if isinstance(s.dtype, pd.CategoricalDtype):  # e.g. parquet's dictionary-encoded strings: no hashing
             codes = s.cat.codes.to_numpy()
-            counts = np.bincount(codes[codes >= 0], minlength=len(s.cat.categories))
+            counts: np.ndarray = np.bincount(codes[codes >= 0], minlength=len(s.cat.categories))
             present = counts > 0
             keys, counts = s.cat.categories[present].astype(str), counts[present]
         else:
@@ -177,10 +177,10 @@ class DriftAccumulator:
                 raise ValueError(f"{len(s)} scores for a chunk of {len(chunk)} rows")
             if self.prediction is None:
                 raise ValueError("scores were given but the profile has no 'prediction' entry to compare them with")
-        for c, state in self.numeric.items():
-            state.update(_numeric_values(chunk[c]))
-        for c, state in self.categorical.items():
-            state.update(chunk[c])
+        for c, num in self.numeric.items():
+            num.update(_numeric_values(chunk[c]))
+        for c, cat in self.categorical.items():
+            cat.update(chunk[c])
         self.rows += len(chunk)
         if s is not None and self.prediction is not None:
             self.prediction.update(s)
@@ -193,10 +193,10 @@ class DriftAccumulator:
         """The verdict for this interval (see the module doc); JSON-safe."""
         st = settings or MonitoringConfig()
         stats: dict[str, dict[str, Any]] = {}
-        for c, state in self.numeric.items():
-            stats[c] = _numeric_stats(state, st)
-        for c, state in self.categorical.items():
-            stats[c] = _categorical_stats(state)
+        for c, num in self.numeric.items():
+            stats[c] = _numeric_stats(num, st)
+        for c, cat in self.categorical.items():
+            stats[c] = _categorical_stats(cat)
         pred = _numeric_stats(self.prediction, st) if self.prediction is not None and self.scores_seen else None
 
         return judge_interval(stats, pred, self.not_checked, self.rows, st, importances)

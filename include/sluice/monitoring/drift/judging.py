@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.config import MonitoringConfig
-from sluice.evaluation.numbers import json_safe
+from sluice.evaluation.numbers import json_object
 from sluice.monitoring.drift.statistics import adjust_pvalues, feature_weights
 from sluice.monitoring.drift.wording import fmt_p, overall_reason
 from sluice.training.profile import (
@@ -114,9 +114,9 @@ def judge_interval(
     by_unseen = [c for c in drifted if "unseen" in stats[c]["criteria"]]
     drift = by_features or by_prediction or bool(by_unseen)
     reasons = [stats[c]["reason"] for c in sorted(drifted, key=lambda c: -weights[c])]
-    if by_prediction:
+    if by_prediction and pred is not None:
         reasons.append(pred["reason"])
-    return json_safe(
+    return json_object(
         {
             "drift": drift,
             "reason": overall_reason(

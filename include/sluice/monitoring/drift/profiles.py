@@ -65,7 +65,9 @@ def infer_columns(frame: pd.DataFrame) -> tuple[list[str], list[str], dict[str, 
     and identifiers (integer or string columns of at least ``MIN_ID_ROWS`` rows whose values are all distinct,
     which would drift by construction).
     """
-    numeric, categorical, skipped = [], [], {}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    skipped: dict[str, str] = {}
     for c in frame.columns:
         s = frame[c]
         name = str(c)
@@ -126,7 +128,7 @@ def check_entry(name: str, entry: Any) -> str:
     """The kind of a profile entry; ValueError naming the feature and the missing key."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"profile feature {name!r}: expected a mapping, got {type(entry).__name__}")
-    kind = entry.get("kind")
+    kind = str(entry.get("kind"))
     need = {"numeric": ("edges", "proportions", "n"), "categorical": ("frequencies", "n")}.get(kind)
     if need is None:
         raise ValueError(f"profile feature {name!r}: kind must be 'numeric' or 'categorical', got {kind!r}")

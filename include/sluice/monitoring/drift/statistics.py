@@ -85,7 +85,9 @@ def adjust_pvalues(pvalues: Any, method: str = "holm") -> np.ndarray:
     return out
 
 
-def feature_weights(features: Sequence[str], importances: Mapping[str, Any] | None = None) -> tuple[dict, str]:
+def feature_weights(
+    features: Sequence[str], importances: Mapping[str, Any] | None = None
+) -> tuple[dict[str, float], str]:
     """Each feature's share of the importance, and how it was obtained (``"importance"`` or ``"equal"``).
 
     Importances (``feature_importance.json``: feature -> permutation importance) are clipped at 0 (a negative
