@@ -1,4 +1,4 @@
-"""``sluice.monitoring.replay`` on generated loans with a known covariate shift: the replay alarms on the shift,
+"""``sluice.apps.replay`` on generated loans with a known covariate shift: the replay alarms on the shift,
 retrains once, and the new champion's reference (trained on shifted rows) stops the alarms."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import json
 import pytest
 import yaml
 
+from sluice.apps.replay import ReplayError, format_summary, replay, with_monitoring
 from sluice.cli import main
 from sluice.config import get_model_config
-from sluice.monitoring.replay import ReplayError, format_summary, replay, with_monitoring
 
 pytestmark = pytest.mark.unit
 
