@@ -295,7 +295,7 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sluice.monitoring.replay import ReplayError, format_summary, replay, with_monitoring
+    from sluice.apps.replay import ReplayError, format_summary, replay, with_monitoring
 
     cfg = get_model_config(args.model)
     try:

@@ -39,7 +39,8 @@ BLOCK_ELEMENTS = 1 << 21  # weights per block (resamples x rows): 16 MB of float
 
 def _poisson_thresholds() -> np.ndarray:
     """``T[k] = floor(F(k) * 2**32)`` for the Poisson(1) CDF F while F(k) < 1 - 2**-32."""
-    thresholds, term, cdf, k = [], math.exp(-1.0), 0.0, 0
+    thresholds: list[int] = []
+    term, cdf, k = math.exp(-1.0), 0.0, 0
     while True:
         cdf += term
         t = math.floor(cdf * 2**32)
@@ -65,7 +66,8 @@ def poisson_weights(rng: np.random.Generator, n_resamples: int, n_rows: int) -> 
         w += (u > t).view(np.uint8)
     tail = np.flatnonzero(u > _POISSON_T[3])
     w[tail] = np.searchsorted(_POISSON_T, u[tail], side="left")
-    return w.reshape(n_resamples, n_rows).astype(np.float64)
+    out: np.ndarray = w.reshape(n_resamples, n_rows).astype(np.float64)
+    return out
 
 
 @dataclass(frozen=True)

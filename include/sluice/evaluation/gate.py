@@ -26,14 +26,14 @@ comparative rules are SKIPPED.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from sluice.config import METRICS, GateConfig
 from sluice.evaluation.bootstrap import BootstrapResult
+from sluice.evaluation.numbers import is_finite, json_object, json_safe
 
 NO_CHAMPION_NOTE = "no champion yet: only the absolute rules apply"
 
@@ -51,34 +51,6 @@ class Decision(StrEnum):
     INCONCLUSIVE = "INCONCLUSIVE"
 
 
-def json_safe(value: Any) -> Any:
-    """Plain JSON types: NaN/inf -> None, numpy scalars -> Python, tuples -> lists, enums -> values."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        value = value.item()
-        if isinstance(value, bool):
-            return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    raise TypeError(f"not JSON-safe: {type(value).__name__} {value!r}")
-
-
-def _finite(x: Any) -> bool:
-    try:
-        return x is not None and not isinstance(x, bool) and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
 @dataclass(frozen=True)
 class RuleResult:
     rule: str
@@ -88,7 +60,7 @@ class RuleResult:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe(
+        return json_object(
             {
                 "rule": self.rule,
                 "verdict": self.verdict,
@@ -200,7 +172,7 @@ def _floor(metric: str, floor: float, observed: Any) -> RuleResult:
     hib = _hib(metric)
     if hib is None:
         return RuleResult(name, Verdict.FAIL, None, floor, f"unknown metric {metric!r}; known: {sorted(METRICS)}")
-    if not _finite(observed):
+    if not is_finite(observed):
         return RuleResult(name, Verdict.FAIL, None, floor, f"{metric} was not measured (missing or NaN)")
     observed = float(observed)
     if hib:
@@ -216,7 +188,7 @@ def _floor(metric: str, floor: float, observed: Any) -> RuleResult:
 
 
 def _budget(rule: str, what: str, unit: str, measured: Any, limit: float) -> RuleResult:
-    if not _finite(measured):
+    if not is_finite(measured):
         detail = f"{what} budget {limit:g} {unit} configured but not measured"
         return RuleResult(rule, Verdict.FAIL, None, limit, detail)
     measured = float(measured)
@@ -235,7 +207,7 @@ def _interval_problem(gate: GateConfig, b: BootstrapResult | None) -> str | None
         return "no bootstrap result: the candidate cannot be compared with the champion"
     if b.metric != gate.primary_metric:
         return f"the bootstrap is for {b.metric!r} but the primary metric is {gate.primary_metric!r}"
-    if not (_finite(b.lower) and _finite(b.upper)):
+    if not (is_finite(b.lower) and is_finite(b.upper)):
         return f"the bootstrap interval of {b.metric} is undefined (NaN): the metric is undefined on resamples"
     return None
 
@@ -329,8 +301,9 @@ def _slices(gate: GateConfig, limit: float, inputs: GateInputs) -> tuple[RuleRes
         one_sided += len(set(c_col) ^ set(h_col))
         for value in sorted(set(c_col) & set(h_col)):
             c, h = c_col[value], h_col[value]
-            cv, hv = c.get("value"), h.get("value")
-            if not (_finite(cv) and _finite(hv)):
+            cv: Any = c.get("value")
+            hv: Any = h.get("value")
+            if not (is_finite(cv) and is_finite(hv)):
                 too_small += 1
                 continue
             regression = float(hv) - float(cv) if hib else float(cv) - float(hv)

@@ -159,7 +159,8 @@ class Prepared:
 
     def _rows(self, vectors: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:
         """Weighted sums of per-row vectors: one matrix product, (len(vectors) x B)."""
-        return (w @ np.stack(vectors, axis=1)).T
+        out: np.ndarray = (w @ np.stack(vectors, axis=1)).T
+        return out
 
     def _confusion(self, w: np.ndarray) -> np.ndarray:
         pred = (self.s >= THRESHOLD).astype(np.float64)
@@ -172,7 +173,8 @@ class Prepared:
 
     def _log_loss_rows(self) -> np.ndarray:
         p = np.clip(self.s, _EPS, 1 - _EPS)
-        return -(self.y * np.log(p) + (1 - self.y) * np.log1p(-p))
+        out: np.ndarray = -(self.y * np.log(p) + (1 - self.y) * np.log1p(-p))
+        return out
 
     # ---- regression -----------------------------------------------------------------------------------
 
@@ -203,7 +205,7 @@ class Prepared:
                 return _div(2 * tp, 2 * tp + fp + fn, 0.0)
 
             return counts
-        per_row = {
+        per_row: dict[str, Callable[[], np.ndarray]] = {
             "accuracy": lambda: ((s >= THRESHOLD) == (y == 1)).astype(np.float64),
             "log_loss": self._log_loss_rows,
             "brier": lambda: (s - y) ** 2,

@@ -8,6 +8,7 @@ predicted against actual. Rendered with matplotlib's Agg canvas (no display, no 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 THRESHOLD = 0.5  # the threshold of f1 / precision / recall / accuracy in sluice.evaluation.metrics
 
 
-def _figure(title: str):
+def _figure(title: str) -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -26,7 +27,7 @@ def _figure(title: str):
     return fig, ax
 
 
-def _png(fig) -> bytes:
+def _png(fig: Any) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
@@ -53,21 +54,21 @@ def evaluation_plots(task: str, y: Any, candidate: Any, champion: Any | None = N
     two_classes = len(np.unique(y)) == 2
     sides = [("candidate", cand)] + ([("champion", champ)] if champ is not None else [])
 
-    def curves(title: str, draw) -> Any:
+    def curves(title: str, draw: Callable[[Any, str, np.ndarray], None]) -> Any:
         fig, ax = _figure(title)
         for name, s in sides if two_classes else []:
             draw(ax, name, s)
         return fig, ax
 
-    def roc(ax, name: str, s: np.ndarray) -> None:
+    def roc(ax: Any, name: str, s: np.ndarray) -> None:
         fpr, tpr, _ = roc_curve(y, s)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
 
-    def pr(ax, name: str, s: np.ndarray) -> None:
+    def pr(ax: Any, name: str, s: np.ndarray) -> None:
         precision, recall, _ = precision_recall_curve(y, s)
         ax.plot(recall, precision, label=f"{name} (area {auc(recall, precision):.3f})")
 
-    def calibration(ax, name: str, s: np.ndarray) -> None:
+    def calibration(ax: Any, name: str, s: np.ndarray) -> None:
         frac, mean = calibration_curve(y, np.clip(s, 0, 1), n_bins=10, strategy="quantile")
         ax.plot(mean, frac, marker="o", markersize=3, label=name)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,8 @@ def load_suite(name: str) -> dict[str, Any]:
     path = EXPECTATIONS_DIR / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"GX suite {path} does not exist; infer one with `make suite MODEL=<model>`")
-    return json.loads(path.read_text())
+    suite: dict[str, Any] = json.loads(path.read_text())
+    return suite
 
 
 def interval_params(ds: dt.date) -> dict[str, pd.Timestamp]:
@@ -127,7 +129,7 @@ def quarantine_records(lake: Lake, dataset: str, ds: dt.date) -> list[dict[str, 
     return [json.loads(lake.read(k)) for k in lake.list(prefix) if k.endswith("/_RECORD.json")]
 
 
-def reference_loader(lake: Lake):
+def reference_loader(lake: Lake) -> Callable[[str], pd.DataFrame]:
     """Reference tables for lookup joins: every parquet file under ``<lake>/reference/<name>/``."""
     import io
 

@@ -20,7 +20,9 @@ from sluice.config import ModelConfig, resolve
 LoadReference = Callable[[str], pd.DataFrame]
 
 
-def feature_columns(cfg: ModelConfig) -> list[str]:
+def published_columns(cfg: ModelConfig) -> list[str]:
+    """The columns of a published feature partition: the passthrough (id, timestamp, label, slices) then the
+    model's inputs (``sluice.training.model.feature_columns``), each once."""
     f = cfg.features
     cols = [*f.passthrough, *f.numeric, *f.categorical]
     return list(dict.fromkeys(cols))
@@ -39,7 +41,7 @@ def apply_transforms(df: pd.DataFrame, cfg: ModelConfig, load_reference: LoadRef
 
 def build_features(df: pd.DataFrame, cfg: ModelConfig, load_reference: LoadReference | None = None) -> pd.DataFrame:
     out = apply_transforms(df, cfg, load_reference)
-    cols = feature_columns(cfg)
+    cols = published_columns(cfg)
     missing = [c for c in cols if c not in out.columns]
     if missing:
         raise ValueError(
@@ -63,7 +65,7 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
 
 
 def schema_of(df: pd.DataFrame) -> dict[str, str]:
-    return {c: str(t) for c, t in df.dtypes.items()}
+    return {str(c): str(t) for c, t in df.dtypes.items()}
 
 
 def manifest_meta(df: pd.DataFrame, cfg: ModelConfig, source: Mapping[str, Any]) -> dict[str, Any]:

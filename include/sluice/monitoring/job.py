@@ -13,15 +13,17 @@ import datetime as dt
 import io
 import json
 import logging
-import tempfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sluice.config import ModelConfig
 from sluice.lake import Lake, ds_str
+from sluice.training.record import read_reference
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -46,34 +48,14 @@ def serving_of(cfg: ModelConfig, lake: Lake, ds: dt.date | str) -> dict[str, Any
     return {"model_version": str(man["model_version"]), "model_run_id": man["model_run_id"], "manifest": man}
 
 
-def reference_of(registry: Any, run_id: str) -> dict[str, Any]:
-    """The training run's reference profile, feature importance and test metrics."""
-    with tempfile.TemporaryDirectory() as tmp:
-        profile = json.loads(
-            Path(registry.client.download_artifacts(run_id, "reference_profile.json", tmp)).read_text()
-        )
-        try:
-            importances = json.loads(
-                Path(registry.client.download_artifacts(run_id, "feature_importance.json", tmp)).read_text()
-            )
-        except Exception:  # older runs: equal weights, said so in the result's "weighting"
-            importances = None
-    metrics = registry.run(run_id).data.metrics
-    test = {k.removeprefix("test."): v for k, v in metrics.items() if k.startswith("test.")}
-    per_interval: dict[str, dict[str, float]] = {}  # test_interval.<metric>.<mean|std|intervals>
-    for k, v in metrics.items():
-        if k.startswith("test_interval."):
-            metric, _, stat = k.removeprefix("test_interval.").rpartition(".")
-            per_interval.setdefault(metric, {"metric": metric})[stat] = v
-    return {"profile": profile, "importances": importances, "test_metrics": test, "interval_metrics": per_interval}
-
-
 def _parquet_source(lake: Lake, key: str) -> Any:
     path = lake.storage.local_path(key)
     return path if path else io.BytesIO(lake.read(key))
 
 
-def interval_chunks(cfg: ModelConfig, lake: Lake, ds: dt.date | str, columns: list[str], batch_rows: int = 65_536):
+def interval_chunks(
+    cfg: ModelConfig, lake: Lake, ds: dt.date | str, columns: list[str], batch_rows: int = 65_536
+) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
     """(feature chunk, scores) pairs over the interval: features streamed in row batches, scores sliced from the
     predictions partition (written in the features' row order; the ids are checked chunk by chunk)."""
     import pyarrow.parquet as pq
@@ -113,11 +95,11 @@ def check_drift(
     from sluice.monitoring.report import render_drift_html
 
     serving = serving_of(cfg, lake, ds)
-    ref = reference_of(registry, serving["model_run_id"])
-    acc = DriftAccumulator(ref["profile"], *checked_features(cfg))
+    ref = read_reference(registry, serving["model_run_id"])
+    acc = DriftAccumulator(ref.profile, *checked_features(cfg))
     for frame, scores in interval_chunks(cfg, lake, ds, acc.columns):
         acc.update(frame, scores)
-    result = acc.result(cfg.monitoring, ref["importances"])
+    result = acc.result(cfg.monitoring, ref.importances)
     result.update(ds=ds_str(ds), model=cfg.name, model_version=serving["model_version"])
     prefix = report_prefix(cfg, DRIFT, ds)
     charts = {
@@ -160,66 +142,74 @@ def last_retrain(cfg: ModelConfig, lake: Lake, before: dt.date) -> dt.date | Non
     return days[-1] if days else None
 
 
+def _prior_retrain(cfg: ModelConfig, lake: Lake, day: dt.date) -> dict[str, Any] | None:
+    """The retrain record of interval ``day``, if it started one."""
+    key = f"{report_prefix(cfg, RETRAIN, day)}/retrain.json"
+    return json.loads(lake.read(key)) if lake.storage.exists(key) else None
+
+
 def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mapping[str, Any]) -> dict[str, Any]:
-    """Persistence (k of the last n intervals judged against the same version) and the cooldown."""
-    from sluice.monitoring.drift import decide
+    """Persistence (k of the last n intervals judged against the same version), the cooldown, once per interval:
+    :func:`sluice.monitoring.policy.retrain_on` over the drift reports in the lake."""
+    from sluice.monitoring.policy import retrain_on
 
     day = dt.date.fromisoformat(ds_str(ds))
-    history = [
-        {"ds": d.isoformat(), "drift": r["drift"]}
-        for d, r in _reports(cfg, lake, DRIFT)
-        if d < day and r.get("model_version") == drift["model_version"]
-    ]
-    history.append({"ds": day.isoformat(), "drift": drift["drift"]})
-    decision = decide(history, cfg.monitoring, last_retrain=last_retrain(cfg, lake, day), today=day)
-    return _once_per_interval(cfg, lake, day, {**decision, "retrain": decision["drift"]})
+    history = [{**r, "ds": d.isoformat()} for d, r in _reports(cfg, lake, DRIFT) if d < day]
+    history.append({**drift, "ds": day.isoformat()})
+    return retrain_on(
+        "drift",
+        history,
+        cfg.monitoring,
+        version=drift["model_version"],
+        today=day,
+        last_retrain=last_retrain(cfg, lake, day),
+        prior=_prior_retrain(cfg, lake, day),
+    )
 
 
 def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf: Mapping[str, Any]) -> dict[str, Any]:
-    """Decay starts a retraining when it persists (``performance.persistence``), under the same cooldown."""
-    from sluice.monitoring.performance import decide_on_decay
+    """Decay starts a retraining when it persists (``performance.persistence``), under the same cooldown, once per
+    interval: :func:`sluice.monitoring.policy.retrain_on` over the performance reports in the lake."""
+    from sluice.monitoring.policy import retrain_on
 
     day = dt.date.fromisoformat(ds_str(ds))
-    last = last_retrain(cfg, lake, day)
     history = [
-        {"ds": d.isoformat(), "decay": bool(r.get("decay")), "status": r.get("status", "ok")}
+        {
+            "ds": d.isoformat(),
+            "decay": bool(r.get("decay")),
+            "status": r.get("status", "ok"),
+            "model_version": r.get("model_version"),
+        }
         for d, r in _reports(cfg, lake, PERFORMANCE)
-        if d < day and r.get("model_version") == perf.get("model_version")
+        if d < day
     ]
     history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
-    decision = decide_on_decay(history, cfg.monitoring, last_retrain=last, today=day)
-    return _once_per_interval(cfg, lake, day, {**decision, "last_retrain": last and str(last)})
-
-
-def _once_per_interval(cfg: ModelConfig, lake: Lake, day: dt.date, decision: dict[str, Any]) -> dict[str, Any]:
-    record = f"{report_prefix(cfg, RETRAIN, day)}/retrain.json"
-    if decision["retrain"] and lake.storage.exists(record):
-        prior = json.loads(lake.read(record))
-        decision.update(retrain=False, reason=f"already started for this interval: {prior['reason']}", prior=prior)
-    return decision
+    return retrain_on(
+        "decay",
+        history,
+        cfg.monitoring,
+        version=perf.get("model_version"),
+        today=day,
+        last_retrain=last_retrain(cfg, lake, day),
+        prior=_prior_retrain(cfg, lake, day),
+    )
 
 
 def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str) -> dict[str, Any]:
     """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric."""
     import pandas as pd
 
-    from sluice.monitoring.performance import live_metrics, metric_for, performance_check
+    from sluice.monitoring.performance import check_interval
 
     serving = serving_of(cfg, lake, ds)
-    ref = reference_of(registry, serving["model_run_id"])
+    ref = read_reference(registry, serving["model_run_id"])
     preds = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in lake.read_published("predictions", cfg.name, ds)])
     label_ds = dt.date.fromisoformat(ds_str(ds)) + dt.timedelta(days=cfg.labels.delay_days)
     files = lake.landing_files("labels", cfg.labels.dataset, label_ds)
     if not files:
         raise MonitoringError(f"no labels for ds={ds_str(ds)} in labels/{cfg.labels.dataset}/ds={label_ds}")
     labels = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in files.values()])
-    metric = metric_for(cfg)
-    live = live_metrics(
-        preds, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
-    )
-    check = performance_check(
-        live, ref["test_metrics"], cfg.monitoring, metric=metric, per_interval=ref["interval_metrics"].get(metric)
-    )
+    live, check = check_interval(cfg, preds, labels, ref.test_metrics, ref.interval_metrics)
     out = {
         **check,
         "ds": ds_str(ds),

@@ -28,18 +28,12 @@ import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
 from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_better
+from sluice.evaluation.numbers import finite
 from sluice.monitoring.drift import MIN_REFERENCE_INTERVALS
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
 
-__all__ = ["decide_on_decay", "join_labels", "live_metrics", "metric_for", "performance_check"]
-
-
-def _f(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+__all__ = ["check_interval", "join_labels", "live_metrics", "metric_for", "performance_check"]
 
 
 def metric_for(cfg: ModelConfig) -> str:
@@ -102,7 +96,7 @@ def live_metrics(
     if len(joined):
         y = joined[label_column].to_numpy()
         values = compute_metrics(task, y, joined[score_column].to_numpy(dtype="float64"), names, k_fraction)
-        out["metrics"] = {k: _f(v) for k, v in values.items()}
+        out["metrics"] = {k: finite(v) for k, v in values.items()}
         if task == "classification":
             out["positives"] = int((y == 1).sum())
     return out
@@ -149,13 +143,13 @@ def performance_check(
         name = next(iter(values))
     check_metric(name)
     higher = higher_is_better(name)
-    cur = _f(values.get(name))
-    ref = _f(reference_metrics.get(name))
+    cur = finite(values.get(name))
+    ref = finite(reference_metrics.get(name))
     against, kind, band = "champion's test", "pooled", None
     k = int(per_interval.get("intervals") or 0) if per_interval else 0
-    if k >= MIN_REFERENCE_INTERVALS and _f(per_interval.get("mean")) is not None:
-        ref, kind = _f(per_interval["mean"]), "per_interval"
-        spread = _f(per_interval.get("std"))
+    if per_interval and k >= MIN_REFERENCE_INTERVALS and finite(per_interval.get("mean")) is not None:
+        ref, kind = finite(per_interval["mean"]), "per_interval"
+        spread = finite(per_interval.get("std"))
         # the band a new interval falls in around the mean of k intervals: a prediction interval, as for drift
         band = st.interval_z_threshold * spread * math.sqrt(1 + 1 / k) if spread else None
         against = f"champion's mean over {k} test intervals" + (f", sd {spread:.4f}" if spread else "")
@@ -203,42 +197,21 @@ def performance_check(
     return out
 
 
-def decide_on_decay(
-    history: Sequence[Mapping[str, Any]],
-    settings: MonitoringConfig | None = None,
-    *,
-    last_retrain: Any = None,
-    today: Any = None,
-) -> dict[str, Any]:
-    """Whether live-performance decay calls for retraining now.
-
-    ``history``: the labelled intervals judged against the serving version, oldest first, each ``{"ds",
-    "decay"}`` (a :func:`performance_check` result with its ``ds``; ``status`` and ``reason`` are used when
-    present: intervals not judged are left out, the newest decay's reason is quoted). One noisy day is not a
-    trend: decay must show in ``performance.persistence.k`` of the last ``n`` intervals, and never within
-    ``cooldown_days`` of the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals",
-    "k", "n", "cooldown"}``.
-    """
-    from sluice.monitoring.drift import decide
-
-    st = settings or MonitoringConfig()
-    entries = []
-    for i, e in enumerate(history):
-        if not isinstance(e, Mapping) or "decay" not in e:
-            raise ValueError(f"history[{i}]: expected a performance result (a mapping with 'decay')")
-        if e.get("status", "ok") in ("ok", "decay"):  # an interval too small to judge is no evidence either way
-            entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
-    rule = st.model_copy(update={"persistence": st.performance.persistence})
-    d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
-    latest = history[-1] if history else {}
-    if latest.get("decay") and latest.get("reason"):
-        d["reason"] = f"{d['reason']} ({latest['reason']})"
-    return {
-        "retrain": d["drift"],
-        "reason": d["reason"],
-        "decayed_intervals": d["drifted_intervals"],
-        "intervals": d["intervals"],
-        "k": d["k"],
-        "n": d["n"],
-        "cooldown": d["cooldown"],
-    }
+def check_interval(
+    cfg: ModelConfig,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    test_metrics: Mapping[str, Any],
+    interval_metrics: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(live_metrics, performance_check)`` of one interval for model ``cfg``: its metric (:func:`metric_for`)
+    on the predictions whose labels arrived, against the serving version's test metric (``test_metrics``) and
+    its per-interval test metric (``interval_metrics``: metric -> ``{"metric", "mean", "std", "intervals"}``)."""
+    metric = metric_for(cfg)
+    live = live_metrics(
+        predictions, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
+    )
+    check = performance_check(
+        live, test_metrics, cfg.monitoring, metric=metric, per_interval=interval_metrics.get(metric)
+    )
+    return live, check

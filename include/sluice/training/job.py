@@ -8,6 +8,7 @@ used, so evaluation can never run on different rows than the model was split on.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -15,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,18 +26,16 @@ from sluice.registry import ledger
 from sluice.registry.artifact import FILE_TAG, SHA_TAG, model_dir_sha256
 from sluice.registry.ledger import promotion_lock
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry, git_sha, pip_requirements
+from sluice.training.record import STATE_TAG
+from sluice.training.steps import Evaluation, Trained, TrainingError
+
+if TYPE_CHECKING:
+    from sluice.evaluation.gate import GateDecision
 
 log = logging.getLogger(__name__)
 
 #: run tags copied onto the registered version: who/what/which data/which code/which config/which bytes
 LINEAGE_PREFIXES = ("airflow.", "data.", "code.", "config.", "model.")
-# training -> rejected | evaluated -> passed | failed | awaiting_approval (-> approved | not_approved)
-# -> promoted | superseded
-STATE_TAG = "sluice.state"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on; the message says why and what to do."""
 
 
 def lineage_tags(cfg: ModelConfig, dag_id: str, run_id: str, manifest_sha256: str) -> dict[str, str]:
@@ -90,18 +89,6 @@ def plan_training(
 # --------------------------------------------------------------------------------------------- train
 
 
-def _split(cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int, expect_sha: str | None = None):
-    from sluice.training.snapshot import build_snapshot, time_split
-
-    snap = build_snapshot(cfg, lake, end_ds, window_days)
-    if expect_sha and snap.manifest_sha256 != expect_sha:
-        raise TrainingError(
-            f"the snapshot of {end_ds} changed since training (manifest {snap.manifest_sha256[:12]} != "
-            f"{expect_sha[:12]}): a partition was republished; rerun the training"
-        )
-    return snap, *time_split(snap.frame, cfg)
-
-
 def _artifact_digest(model_uri: str) -> tuple[str, str]:
     """(file, sha256) of the model file as the store holds it: what every later load is checked against."""
     import mlflow.artifacts
@@ -138,7 +125,9 @@ def log_pipeline(cfg: ModelConfig, model: Any, example: Any) -> dict[str, str]:
     return {"model_uri": info.model_uri, "model_id": info.model_id, "sha256": model_sha, "file": model_file}
 
 
-def register_pipeline(registry: Registry, cfg: ModelConfig, model: Any, example: Any, **tags: str) -> tuple[str, dict]:
+def register_pipeline(
+    registry: Registry, cfg: ModelConfig, model: Any, example: Any, **tags: str
+) -> tuple[str, dict[str, str]]:
     """Log a fitted pipeline in a run of its own and register it as a new version of ``cfg.name``, with its
     sha256; no gate runs. For bringing a model fitted elsewhere into the registry, and for tests."""
     import mlflow
@@ -149,15 +138,6 @@ def register_pipeline(registry: Registry, cfg: ModelConfig, model: Any, example:
         cfg.name, info["model_uri"], run.info.run_id, {SHA_TAG: info["sha256"], FILE_TAG: info["file"], **tags}
     )
     return str(version.version), info
-
-
-def _log_bytes(data: bytes, name: str) -> None:
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_bytes(data)
-        mlflow.log_artifact(str(path))
 
 
 def train(
@@ -174,23 +154,15 @@ def train(
 ) -> dict[str, Any]:
     """Snapshot -> training-set suite -> fit -> one MLflow run with everything a reviewer needs."""
     import mlflow
-    import mlflow.sklearn
-    import pandas as pd
 
-    from sluice.training.model import (
-        feature_columns,
-        feature_importance,
-        fit,
-        importance_plot_png,
-        model_size_mb,
-        predict_scores,
-        single_row_latency_ms,
-    )
-    from sluice.training.profile import reference_profile
+    from sluice.training import record
+    from sluice.training.model import feature_columns
     from sluice.training.snapshot import write_manifest
+    from sluice.training.steps import fit_candidate, labelled_through, split_snapshot
     from sluice.training.suite import check_training_set
 
-    snap, train_df, val_df, test_df = _split(cfg, lake, end_ds, window_days)
+    split = split_snapshot(cfg, lake, end_ds, window_days)
+    snap = split.snapshot
     manifest_key = write_manifest(lake, cfg, snap)
     suite = check_training_set(snap.frame, cfg)
     tags = {
@@ -200,176 +172,52 @@ def train(
         "sluice.note": note[:500],
         "sluice.reason": reason[:500],
     }
-    label = cfg.labels.column
-    cols = feature_columns(cfg)
-    ts = cfg.dataset.timestamp_column
-    # Labels arrive labels.delay_days late, and the newest labelled rows are held out for validation and
-    # test: the newest row the model was fitted on is older than end_ds.
-    labelled_through = (
-        str(pd.Timestamp(train_df[ts].max()).date()) if ts in train_df.columns and len(train_df) else None
-    )
+    through = labelled_through(cfg, split.train)
+    # The run is open (state "training") while the model fits: concurrent runs on the same snapshot wait for it.
     with mlflow.start_run(
         experiment_id=registry.experiment_id(cfg.name), run_name=f"{cfg.name}-{end_ds}", tags=tags
     ) as run:
-        mlflow.log_params(
-            {
-                "estimator": cfg.training.estimator.class_path,
-                **{f"estimator.{k}": v for k, v in cfg.training.estimator.params.items()},
-                "window_days": window_days,
-                "window_end": end_ds.isoformat(),
-                "labelled_through": labelled_through,
-                "seed": cfg.training.seed,
-                "rows.train": len(train_df),
-                "rows.validation": len(val_df),
-                "rows.test": len(test_df),
-            }
+        record.log_split(
+            cfg,
+            split,
+            source=lake.uri(manifest_key),
+            window_days=window_days,
+            end_ds=end_ds,
+            labelled_through=through,
+            suite=suite,
         )
-        source = lake.uri(manifest_key)
-        for context, frame in (("training", train_df), ("validation", val_df), ("testing", test_df)):
-            ds = mlflow.data.from_pandas(
-                frame, source=source, targets=label, name=f"{cfg.features.feature_set}@{snap.manifest_sha256[:12]}"
-            )
-            mlflow.log_input(ds, context=context)
-        mlflow.log_dict(snap.manifest, "snapshot_manifest.json")
-        mlflow.log_dict({"success": suite.success, "failures": suite.failures}, "training_set_suite.json")
+        trained = Trained(
+            run_id=run.info.run_id,
+            suite_passed=bool(suite.success),
+            manifest_sha256=snap.manifest_sha256,
+            end_ds=end_ds.isoformat(),
+            window_days=window_days,
+        )
         if not suite.success:
             mlflow.set_tag(STATE_TAG, "rejected")
-            return {
-                "run_id": run.info.run_id,
-                "suite_passed": False,
-                "suite_failures": suite.failures,
-                "manifest_sha256": snap.manifest_sha256,
-                "end_ds": end_ds.isoformat(),
-                "window_days": window_days,
-            }
-        t0 = time.monotonic()
-        model = fit(cfg, train_df)
-        fit_s = time.monotonic() - t0
-        val_scores = predict_scores(model, val_df, cfg.task)
-        from sluice.evaluation.metrics import compute_metrics
-
-        val_metrics = compute_metrics(cfg.task, val_df[label].to_numpy(), val_scores, cfg.gate.metrics)
-        mlflow.log_metrics({f"validation.{k}": v for k, v in val_metrics.items() if np.isfinite(v)})
-        importances = feature_importance(model, val_df, val_df[label], cfg, cfg.training.seed)
-        mlflow.log_dict(importances, "feature_importance.json")
-        _log_bytes(importance_plot_png(importances), "feature_importance.png")
-        train_scores = predict_scores(model, train_df, cfg.task)
-        profile = reference_profile(train_df, cfg, train_scores)
-        mlflow.log_dict(profile, "reference_profile.json")
-        size_mb = model_size_mb(model)
-        latency = single_row_latency_ms(model, test_df[cols].head(1))
-        mlflow.log_metrics({"model_size_mb": size_mb, "latency_ms_p95": latency, "fit_seconds": fit_s})
-        info = log_pipeline(cfg, model, train_df[cols].head(5))
+            return dataclasses.replace(trained, suite_failures=suite.failures).to_dict()
+        fitted = fit_candidate(cfg, split)
+        record.log_fitted(fitted)
+        info = log_pipeline(cfg, fitted.model, split.train[feature_columns(cfg)].head(5))
         mlflow.set_tag(STATE_TAG, "trained")
-        log.info("trained %s on %s rows in %.1fs: validation %s", cfg.name, len(train_df), fit_s, val_metrics)
-    return {
-        "run_id": run.info.run_id,
-        "model_uri": info["model_uri"],
-        "suite_passed": True,
-        "manifest_sha256": snap.manifest_sha256,
-        "end_ds": end_ds.isoformat(),
-        "window_days": window_days,
-        "labelled_through": labelled_through,
-        "model_size_mb": size_mb,
-        "latency_ms": latency,
-        "validation_metrics": val_metrics,
-    }
+        log.info(
+            "trained %s on %s rows in %.1fs: validation %s",
+            cfg.name,
+            len(split.train),
+            fitted.fit_seconds,
+            fitted.validation_metrics,
+        )
+    return dataclasses.replace(
+        trained,
+        model_uri=info["model_uri"],
+        labelled_through=through,
+        model_size_mb=fitted.model_size_mb,
+        latency_ms=fitted.latency_ms,
+        validation_metrics=fitted.validation_metrics,
+    ).to_dict()
 
 
 # --------------------------------------------------------------------------------------------- evaluate
-
-
-def interval_metric(cfg: ModelConfig, test_df: Any, scores: Any) -> dict[str, Any] | None:
-    """The live-performance metric on each scheduled interval of the test rows: what one monitored interval
-    should score. On rows that share a day's conditions the pooled metric is higher than a typical day's (it
-    also ranks the days against each other), so live performance is judged against these, not the pooled one.
-    ``{"metric", "intervals", "mean", "std", "values"}``; None without a timestamp or with < 2 intervals.
-    An interval counts when it has the rows a live interval needs (``performance.min_rows``) and is not a
-    stub cut by the time split (``full_intervals``)."""
-    import pandas as pd
-
-    from sluice.evaluation.metrics import compute_metrics
-    from sluice.training.profile import full_intervals, interval_labels
-
-    labels = interval_labels(test_df, cfg)
-    if labels is None:
-        return None
-    metric, y, s = cfg.monitoring_metric, test_df[cfg.labels.column].to_numpy(), np.asarray(scores)
-    counts = full_intervals(pd.Series(labels).value_counts())
-    values = {}
-    for key in sorted(counts.index):
-        rows = labels == key
-        if counts[key] >= cfg.monitoring.performance.min_rows:
-            v = compute_metrics(cfg.task, y[rows], s[rows], [metric])[metric]
-            if np.isfinite(v):
-                values[str(key)] = float(v)
-    if len(values) < 2:
-        return None
-    arr = np.array(list(values.values()))
-    return {
-        "metric": metric,
-        "intervals": len(arr),
-        "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)),
-        "values": values,
-    }
-
-
-def compare(cfg: ModelConfig, test_df: Any, candidate: Any, champion: Any | None) -> dict[str, Any]:
-    """Candidate (and champion, if any) scored on the same test rows: the gate's metrics, slices and the paired
-    bootstrap of the primary metric. Pure: the models are in memory, nothing is logged; the training DAG's
-    ``evaluate`` and the monitoring replay share it. ``champion`` is filled in by the caller."""
-    from sluice.evaluation.bootstrap import paired_bootstrap
-    from sluice.evaluation.metrics import compute_metrics, slice_metrics
-    from sluice.training.model import predict_scores
-
-    g = cfg.gate
-    y = test_df[cfg.labels.column].to_numpy()
-    cand = predict_scores(candidate, test_df, cfg.task)
-    slices = {c: test_df[c].to_numpy() for c in g.slice_columns}
-    out: dict[str, Any] = {
-        "test_rows": len(test_df),
-        "candidate": compute_metrics(cfg.task, y, cand, g.metrics),
-        "candidate_slices": slice_metrics(cfg.task, y, cand, slices, g.primary_metric) if slices else None,
-        "candidate_intervals": interval_metric(cfg, test_df, cand),
-        "champion": None,
-    }
-    if champion is not None:
-        champ = predict_scores(champion, test_df, cfg.task)
-        boot = paired_bootstrap(
-            cfg.task,
-            g.primary_metric,
-            y,
-            cand,
-            champ,
-            n_samples=g.bootstrap_samples,
-            confidence=g.confidence,
-            seed=cfg.training.seed,
-        )
-        out.update(
-            champion_metrics=compute_metrics(cfg.task, y, champ, g.metrics),
-            champion_slices=slice_metrics(cfg.task, y, champ, slices, g.primary_metric) if slices else None,
-            bootstrap=boot.to_dict(),
-        )
-    return out
-
-
-def log_evaluation_plots(
-    cfg: ModelConfig, registry: Registry, run_id: str, test_df: Any, candidate: Any, champion: Any | None
-) -> list[str]:
-    """ROC, PR, calibration and confusion matrix (classification) as ``plots/*.png`` on the training run."""
-    from sluice.evaluation.plots import evaluation_plots
-    from sluice.training.model import predict_scores
-
-    y = test_df[cfg.labels.column].to_numpy()
-    cand = predict_scores(candidate, test_df, cfg.task)
-    champ = predict_scores(champion, test_df, cfg.task) if champion is not None else None
-    plots = evaluation_plots(cfg.task, y, cand, champ)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, png in plots.items():
-            (Path(tmp) / name).write_bytes(png)
-        registry.client.log_artifacts(run_id, tmp, "plots")
-    return sorted(plots)
 
 
 def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[str, Any]) -> dict[str, Any]:
@@ -377,73 +225,51 @@ def evaluate(cfg: ModelConfig, lake: Lake, registry: Registry, trained: Mapping[
     import mlflow
     import mlflow.sklearn
 
-    from sluice.evaluation.gate import json_safe
+    from sluice.evaluation.plots import evaluation_plots
+    from sluice.training import record
+    from sluice.training.model import predict_scores
+    from sluice.training.steps import SKIPPED, evaluate_candidate, split_snapshot
 
     if not trained.get("suite_passed"):
-        return {"skipped": "training-set suite failed", "champion": None}
+        return SKIPPED.to_dict()
     end = dt.date.fromisoformat(trained["end_ds"])
-    _, _, _, test_df = _split(cfg, lake, end, int(trained["window_days"]), trained["manifest_sha256"])
+    test_df = split_snapshot(cfg, lake, end, int(trained["window_days"]), trained["manifest_sha256"]).test
     candidate = mlflow.sklearn.load_model(trained["model_uri"])
     champ = registry.by_alias(cfg.name, CHAMPION)
     champion = mlflow.sklearn.load_model(f"models:/{cfg.name}/{champ.version}") if champ is not None else None
-    out = compare(cfg, test_df, candidate, champion)
-    log_evaluation_plots(cfg, registry, trained["run_id"], test_df, candidate, champion)
-    if champ is not None:
-        out["champion"] = {"version": champ.version, "run_id": champ.run_id}
-    client = registry.client
-    rid = trained["run_id"]
-    for k, v in out["candidate"].items():
-        if np.isfinite(v):
-            client.log_metric(rid, f"test.{k}", float(v))
-    for k, v in (out.get("champion_metrics") or {}).items():
-        if np.isfinite(v):
-            client.log_metric(rid, f"champion.test.{k}", float(v))
-    per_interval = out.get("candidate_intervals")
-    if per_interval:
-        for k in ("mean", "std", "intervals"):
-            client.log_metric(rid, f"test_interval.{per_interval['metric']}.{k}", float(per_interval[k]))
-    out = json_safe(out)  # NaN (e.g. AUC of a one-class slice) -> null; XCom and MLflow take strict JSON
-    client.log_dict(rid, out, "evaluation.json")
-    client.set_tag(rid, STATE_TAG, "evaluated")
-    return out
+    ref = {"version": champ.version, "run_id": champ.run_id} if champ is not None else None
+    evaluation = evaluate_candidate(cfg, test_df, candidate, champion, ref)
+    y = test_df[cfg.labels.column].to_numpy()
+    plots = evaluation_plots(
+        cfg.task,
+        y,
+        predict_scores(candidate, test_df, cfg.task),
+        predict_scores(champion, test_df, cfg.task) if champion is not None else None,
+    )
+    record.log_plots(registry, trained["run_id"], plots)
+    record.log_evaluation(registry, trained["run_id"], evaluation)
+    return evaluation.to_dict()
 
 
 # --------------------------------------------------------------------------------------------- gate
 
 
-def decide(cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]):
+def decide(
+    cfg: ModelConfig, registry: Registry, trained: Mapping[str, Any], evaluation: Mapping[str, Any]
+) -> GateDecision:
     """The gate's typed decision, recorded on the MLflow run (JSON, HTML, tags) before anyone acts on it."""
-    from sluice.evaluation.bootstrap import BootstrapResult
-    from sluice.evaluation.gate import GateInputs, evaluate_gate
-    from sluice.evaluation.report import render_html
+    from sluice.training import record
+    from sluice.training.steps import judge
 
-    boot = evaluation.get("bootstrap")
-    inputs = GateInputs(
-        candidate_metrics=evaluation.get("candidate") or {},
-        champion_metrics=evaluation.get("champion_metrics"),
-        bootstrap=BootstrapResult(**boot) if boot else None,
-        candidate_slices=evaluation.get("candidate_slices"),
-        champion_slices=evaluation.get("champion_slices"),
+    ev = Evaluation.from_dict(evaluation)
+    decision = judge(
+        cfg,
+        ev,
+        suite_passed=bool(trained.get("suite_passed")),
         model_size_mb=trained.get("model_size_mb"),
         latency_ms=trained.get("latency_ms"),
-        training_suite_passed=bool(trained.get("suite_passed")),
     )
-    decision = evaluate_gate(cfg.gate, inputs)
-    rid = trained["run_id"]
-    champ = evaluation.get("champion") or {}
-    registry.client.log_dict(rid, decision.to_dict(), "gate_decision.json")
-    html = render_html(
-        decision,
-        model=cfg.name,
-        candidate_label=f"run {rid[:8]}",
-        champion_label=f"v{champ['version']}" if champ else "none",
-        links={},
-    )
-    registry.client.log_text(rid, html, "gate_report.html")
-    registry.client.set_tag(rid, "gate.decision", decision.decision.value)
-    value = decision.decision.value
-    waits = value == "INCONCLUSIVE" and cfg.gate.approval.enabled
-    registry.client.set_tag(rid, STATE_TAG, "passed" if value == "PASS" else "awaiting_approval" if waits else "failed")
+    record.log_gate(registry, cfg, trained["run_id"], decision, (ev.champion or {}).get("version"))
     return decision
 
 

@@ -22,7 +22,6 @@ Bin ``i`` holds ``edges[i] <= x < edges[i + 1]``. Monitoring should bin new data
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sluice.config import ModelConfig
+from sluice.evaluation.numbers import finite
 
 OTHER = "__other__"
 NEG_INF, POS_INF = "-inf", "inf"
@@ -84,18 +84,10 @@ def _between_intervals(values: pd.Series, intervals: np.ndarray) -> dict[str, An
     means = grouped["mean"].to_numpy(dtype="float64")
     return {
         "intervals": int(len(grouped)),
-        "mean_of_means": _num(means.mean()),
-        "std_of_means": _num(means.std(ddof=1)),
+        "mean_of_means": finite(means.mean()),
+        "std_of_means": finite(means.std(ddof=1)),
         "median_rows": int(np.median(grouped["count"].to_numpy())),
     }
-
-
-def _num(v: Any) -> float | None:
-    """A finite float, or None (strict JSON has no NaN or infinity)."""
-    if v is None:
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
 
 
 def edges_array(entry: Mapping[str, Any]) -> np.ndarray:
@@ -103,10 +95,16 @@ def edges_array(entry: Mapping[str, Any]) -> np.ndarray:
     return np.array([float(e) for e in entry["edges"]], dtype="float64")
 
 
-def _bin_counts(values: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    # side="right": a value equal to an edge belongs to the bin that starts at that edge.
-    idx = np.searchsorted(inner, values, side="right")
-    return np.bincount(idx, minlength=len(inner) + 1)
+def bin_counts(v: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Counts per bin, bin ``i`` holding ``edges[i] <= x < edges[i + 1]`` (``searchsorted(side="right")``).
+
+    With the usual ten bins, one ``count_nonzero(v >= edge)`` per edge is several times faster than
+    ``searchsorted`` + ``bincount`` (a branchy binary search per value); many edges fall back to it.
+    """
+    if len(inner) > 32:
+        return np.bincount(np.searchsorted(inner, v, side="right"), minlength=len(inner) + 1)
+    at_least = [np.count_nonzero(v >= e) for e in inner]
+    return -np.diff(np.array([len(v), *at_least, 0], dtype=np.int64))
 
 
 def bin_proportions(values: Any, entry: Mapping[str, Any]) -> list[float]:
@@ -114,7 +112,7 @@ def bin_proportions(values: Any, entry: Mapping[str, Any]) -> list[float]:
     v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     v = v[~np.isnan(v)]
     inner = edges_array(entry)[1:-1]
-    counts = _bin_counts(v, inner)
+    counts = bin_counts(v, inner)
     n = len(v)
     return [float(c) / n if n else 0.0 for c in counts]
 
@@ -128,22 +126,22 @@ def numeric_profile(values: Any, n_bins: int = 10, intervals: np.ndarray | None 
     rows = len(s)
     v = s.to_numpy(dtype="float64", na_value=np.nan)
     v = v[~np.isnan(v)]  # +-inf are values: they land in the outer bins
-    finite = v[np.isfinite(v)]
-    if len(finite):
-        qs = np.quantile(finite, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
+    fin = v[np.isfinite(v)]
+    if len(fin):
+        qs = np.quantile(fin, np.linspace(0, 1, n_bins + 1)[1:-1]) if n_bins > 1 else np.array([])
         inner = np.unique(qs)
     else:
         inner = np.array([], dtype="float64")
-    counts = _bin_counts(v, inner)
+    counts = bin_counts(v, inner)
     n = len(v)
-    out = {
+    out: dict[str, Any] = {
         "kind": "numeric",
         "edges": [NEG_INF, *(float(e) for e in inner), POS_INF],
         "proportions": [float(c) / n if n else 0.0 for c in counts],
-        "mean": _num(finite.mean()) if len(finite) else None,
-        "std": _num(finite.std(ddof=1)) if len(finite) > 1 else None,
-        "min": _num(finite.min()) if len(finite) else None,
-        "max": _num(finite.max()) if len(finite) else None,
+        "mean": finite(fin.mean()) if len(fin) else None,
+        "std": finite(fin.std(ddof=1)) if len(fin) > 1 else None,
+        "min": finite(fin.min()) if len(fin) else None,
+        "max": finite(fin.max()) if len(fin) else None,
         "n": int(n),
         "null_share": float(rows - n) / rows if rows else 0.0,
     }

@@ -230,7 +230,8 @@ def read_manifest(lake: Lake, cfg: ModelConfig, manifest_sha256: str) -> dict[st
     data = lake.read(key)
     if sha256(data) != manifest_sha256:
         raise ValueError(f"{lake.uri(key)}: content does not match its sha256 name")
-    return json.loads(data)
+    manifest: dict[str, Any] = json.loads(data)
+    return manifest
 
 
 def time_split(frame: pd.DataFrame, cfg: ModelConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -21,7 +21,6 @@ from sluice.monitoring.drift import (
     adjust_pvalues,
     checked_features,
     chi2_homogeneity,
-    decide,
     drift_from_parquet,
     feature_rows,
     feature_weights,
@@ -31,6 +30,7 @@ from sluice.monitoring.drift import (
     read_profile,
     welch_test,
 )
+from sluice.monitoring.policy import decide
 from sluice.monitoring.report import render_drift_html
 from sluice.training.profile import OTHER, bin_proportions, numeric_profile
 
@@ -379,40 +379,6 @@ def test_profile_frame_reuses_the_training_profiles(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ValueError, match=r"p\.json: not a JSON profile"):
         read_profile(path)
-
-
-# ---- the decision over intervals ---------------------------------------------------------------------------
-
-
-def _h(*flags: bool, start: dt.date = dt.date(2025, 3, 1)) -> list[dict]:
-    return [{"drift": f, "ds": (start + dt.timedelta(days=i)).isoformat()} for i, f in enumerate(flags)]
-
-
-def test_persistence_k_of_n() -> None:
-    st = MonitoringConfig(persistence={"k": 2, "n": 3})
-    assert not decide(_h(False, False, True), st)["drift"]
-    d = decide(_h(True, False, True), st)
-    assert d["drift"] and d["drifted_intervals"] == 2 and d["reason"].startswith("drift: 2 of the last 3")
-    assert not decide(_h(True, False, False, True), st)["drift"]  # the first one fell out of the window
-    assert decide(_h(True))["drift"]  # the default: 1 of 1, the first drifted interval
-    assert not decide([])["drift"] and decide([True, False, True], st)["drift"]
-
-
-def test_cooldown_after_a_retrain_and_older_intervals_do_not_count() -> None:
-    st = MonitoringConfig(cooldown_days=3)
-    history = _h(False, True, True)  # 2025-03-01..03
-    held = decide(history, st, last_retrain="2025-03-01")
-    assert not held["drift"] and held["persisted"] and held["cooldown"]["active"]
-    assert held["cooldown"]["days_since_retrain"] == 2 and "within the 3-day cooldown" in held["reason"]
-    assert decide(history, st, last_retrain=dt.date(2025, 2, 28))["drift"]  # 3 days after: allowed again
-    st2 = MonitoringConfig(persistence={"k": 2, "n": 3}, cooldown_days=0)
-    # the drifted interval of 03-02 was judged against the previous model's profile
-    assert not decide(_h(False, True, False, True), st2, last_retrain="2025-03-02")["drift"]
-    with pytest.raises(ValueError, match="pass today="):
-        decide([True], st, last_retrain="2025-03-01")
-    assert decide([True], st, last_retrain="2025-03-01", today="2025-03-10")["drift"]
-    with pytest.raises(ValueError, match=r"history\[0\]"):
-        decide([{"nope": 1}])
 
 
 # ---- settings ----------------------------------------------------------------------------------------------

@@ -126,40 +126,12 @@ def test_the_metric_comes_from_the_argument_the_settings_or_the_only_one() -> No
         performance_check({"roc_auc": 0.7}, {"roc_auc": 0.8})
 
 
-def test_decay_must_persist_and_respect_the_cooldown_before_it_retrains() -> None:
-    from sluice.config import MonitoringConfig, PerformanceConfig, PersistenceConfig
-    from sluice.monitoring.performance import decide_on_decay
-
-    def day(i: int) -> str:
-        return f"2025-02-{i:02d}"
-
-    one_of_one = MonitoringConfig(cooldown_days=3)
-    assert decide_on_decay([{"ds": day(1), "decay": True}], one_of_one)["retrain"], "the default: the first decay"
-    two_of_three = MonitoringConfig(
-        cooldown_days=3, performance=PerformanceConfig(persistence=PersistenceConfig(k=2, n=3))
-    )
-    noisy = [{"ds": day(1), "decay": True}, {"ds": day(2), "decay": False}, {"ds": day(3), "decay": False}]
-    held = decide_on_decay(noisy, two_of_three)
-    assert not held["retrain"] and held["decayed_intervals"] == 1 and (held["k"], held["n"]) == (2, 3)
-    assert held["reason"] == "no decay: 1 of the last 3 intervals decayed (needs 2 of 3)"
-    lasting = [*noisy, {"ds": day(4), "decay": True}, {"ds": day(5), "decay": True}]
-    assert decide_on_decay(lasting, two_of_three)["reason"] == "decay: 2 of the last 3 intervals decayed (needs 2 of 3)"
-    cooled = decide_on_decay(lasting, two_of_three, last_retrain=day(3))
-    assert not cooled["retrain"] and "within the 3-day cooldown" in cooled["reason"]
-    unjudged = [*lasting[:-1], {"ds": day(5), "decay": False, "status": "too_few_rows"}]
-    assert decide_on_decay(unjudged, two_of_three)["decayed_intervals"] == 1, "an unjudged day is no evidence"
-    quoted = decide_on_decay([{"ds": day(1), "decay": True, "reason": "decay: roc_auc dropped"}], one_of_one)
-    assert quoted["reason"] == "decay: 1 of the last 1 intervals decayed (needs 1 of 1) (decay: roc_auc dropped)"
-    with pytest.raises(ValueError, match=r"history\[0\]: expected a performance result"):
-        decide_on_decay([{"ds": day(1)}], two_of_three)
-
-
 def test_one_interval_is_judged_against_what_one_test_interval_scored() -> None:
     """On rows that share a day's conditions the pooled test AUC also ranks the days and sits above a typical
     day's; a typical day must not read as decay."""
     import datetime as dt
 
-    from sluice.training.job import interval_metric
+    from sluice.training.steps import interval_metric
 
     cfg = get_model_config("flights")
     rng = np.random.default_rng(4)

@@ -8,24 +8,24 @@ own code:
    (:func:`sluice.features.job.check_landing`, so a day the platform would quarantine is missing here too)
    and publish (:func:`sluice.features.job.publish_features`) every day of the range that the lake does not
    already hold.
-2. The first champion is trained on the first ``train_days`` days as the training DAG trains: the snapshot
-   (:func:`sluice.training.snapshot.build_snapshot`, labels that have arrived by the window's end), the
-   time split, the training-set suite, ``fit``, the validation metrics, ``feature_importance``,
-   ``reference_profile`` of the training rows and scores, the size and latency, the test metrics, then the
-   gate (:func:`sluice.training.job.decide` itself).
+2. The first champion is trained on the first ``train_days`` days with the training DAG's own steps
+   (:mod:`sluice.training.steps`): ``split_snapshot`` (labels that have arrived by the window's end, the
+   time split), the training-set suite, ``fit_candidate`` (fit, validation metrics, importances, the
+   reference profile, size and latency), ``evaluate_candidate`` and the gate (``judge``). Only the
+   recording in MLflow (:mod:`sluice.training.record`) is left out: the results stay in memory.
 3. Then day by day, from the day after the first training window: the day's features are scored by the
    champion, one record batch at a time, into a :class:`~sluice.monitoring.drift.DriftAccumulator` on the
    champion's reference profile, judged with the model's ``monitoring`` settings and the champion's
-   importances (``sluice.monitoring.job.check_drift``). Once the labels of an earlier day arrive
+   importances (as ``sluice.monitoring.job.check_drift``). Once the labels of an earlier day arrive
    (``labels.delay_days`` later) its live metric is checked against the test metric of the version that
-   scored it (``check_performance``). Decay is decided before drift (its interval is the older one), each
-   as ``sluice.monitoring.job`` decides: :func:`~sluice.monitoring.drift.decide` on the intervals judged
-   against the serving version (persistence ``k`` of ``n``, ``cooldown_days``), the same cooldown for
-   decay, at most one retraining per interval.
+   scored it (``performance_check``, as ``check_performance``). Decay is decided before drift (its interval
+   is the older one), each by the monitoring DAG's retrain policy (:mod:`sluice.monitoring.policy`:
+   ``retrain_on``): the intervals judged against the serving version,
+   persistence ``k`` of ``n``, ``cooldown_days``, at most one retraining per interval.
 4. A retraining trains on the window of ``training.window_days`` ending that day, exactly as the training
    DAG triggered by monitoring would; the candidate and the champion are scored on the candidate's test rows
-   (metrics, slices, paired bootstrap, as ``sluice.training.job.evaluate``) and the gate decides. The
-   champion changes only on PASS, from the next day on (the platform would deploy the challenger first).
+   and the gate decides. The champion changes only on PASS, from the next day on (the platform would deploy
+   the challenger first).
 
 Memory is that of one day of features (plus the ids and scores of the days whose labels are still due, and
 one training window while retraining); the result holds one small row per day.
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -55,6 +56,8 @@ import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
 from sluice.lake import Lake, open_lake
+from sluice.monitoring.policy import retrain_on
+from sluice.training.steps import Evaluation, Fitted
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +197,8 @@ def _feature_batches(cfg: ModelConfig, lake: Lake, ds: dt.date, columns: list[st
     import pyarrow.parquet as pq
 
     man = lake.manifest("features", cfg.features.feature_set, ds)
+    if man is None:
+        raise ReplayError(f"features/{cfg.features.feature_set}/ds={ds}: not published")
     for entry, data in zip(man["files"], lake.read_published("features", cfg.features.feature_set, ds), strict=True):
         if not entry["name"].endswith(".parquet"):
             raise ReplayError(f"features/{cfg.features.feature_set}/ds={ds}/{entry['name']}: expected parquet")
@@ -202,140 +207,79 @@ def _feature_batches(cfg: ModelConfig, lake: Lake, ds: dt.date, columns: list[st
             yield batch.to_pandas()
 
 
-# ---- training, evaluation, gate: the training DAG's steps without MLflow -------------------------------
-
-
-class _RunLog:
-    """Stands in for the registry in :func:`sluice.training.job.decide`: what it logs stays in memory."""
-
-    def __init__(self) -> None:
-        self.client = self
-        self.logged: dict[str, Any] = {}
-        self.tags: dict[str, str] = {}
-
-    def log_dict(self, run_id: str, data: Any, name: str) -> None:
-        self.logged[name] = data
-
-    def log_text(self, run_id: str, text: str, name: str) -> None:
-        pass  # the HTML gate report: not kept
-
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.tags[key] = value
+# ---- training, evaluation, gate: the training DAG's steps, kept in memory ---------------------------------
 
 
 class _Model:
     """A fitted version and what monitoring needs of it (what the registry holds for a real one)."""
 
-    def __init__(self, version: int, model: Any, trained: dict[str, Any], evaluation: dict[str, Any]) -> None:
+    def __init__(self, version: int, fitted: Fitted, evaluation: Evaluation, window: list[str]) -> None:
         self.version = version
-        self.model = model
-        self.profile = trained.pop("profile")
-        self.importances = trained.pop("importances")
-        self.test_metrics = dict(evaluation.get("candidate") or {})
-        self.interval_metric = evaluation.get("candidate_intervals")
-        self.window = trained["window"]
-
-
-def _train(cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int) -> tuple[Any, dict[str, Any], Any]:
-    """``sluice.training.job.train`` without MLflow: (model or None, trained dict, test frame or None)."""
-    from sluice.evaluation.metrics import compute_metrics
-    from sluice.training.model import (
-        feature_columns,
-        feature_importance,
-        fit,
-        model_size_mb,
-        predict_scores,
-        single_row_latency_ms,
-    )
-    from sluice.training.profile import reference_profile
-    from sluice.training.snapshot import build_snapshot, time_split
-    from sluice.training.suite import check_training_set
-
-    snap = build_snapshot(cfg, lake, end_ds, window_days)
-    train_df, val_df, test_df = time_split(snap.frame, cfg)
-    suite = check_training_set(snap.frame, cfg)
-    trained: dict[str, Any] = {
-        "run_id": f"replay-{end_ds.isoformat()}",
-        "suite_passed": bool(suite.success),
-        "manifest_sha256": snap.manifest_sha256,
-        "end_ds": end_ds.isoformat(),
-        "window_days": window_days,
-        "window": snap.manifest["window"],
-        "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)},
-        "missing_days": snap.manifest["missing_days"],
-    }
-    del snap
-    if not suite.success:
-        trained["suite_failures"] = suite.failures
-        return None, trained, None
-    label, cols = cfg.labels.column, feature_columns(cfg)
-    t0 = time.monotonic()
-    model = fit(cfg, train_df)
-    trained["fit_seconds"] = time.monotonic() - t0
-    val_scores = predict_scores(model, val_df, cfg.task)
-    trained["validation_metrics"] = compute_metrics(cfg.task, val_df[label].to_numpy(), val_scores, cfg.gate.metrics)
-    trained["importances"] = feature_importance(model, val_df, val_df[label], cfg, cfg.training.seed)
-    trained["profile"] = reference_profile(train_df, cfg, predict_scores(model, train_df, cfg.task))
-    trained["model_size_mb"] = model_size_mb(model)
-    trained["latency_ms"] = single_row_latency_ms(model, test_df[cols].head(1))
-    return model, trained, test_df
-
-
-def _evaluate(cfg: ModelConfig, model: Any, test_df: pd.DataFrame | None, champion: _Model | None) -> dict[str, Any]:
-    """``sluice.training.job.evaluate`` with the models in memory: both on the candidate's test rows."""
-    from sluice.evaluation.gate import json_safe
-    from sluice.training.job import compare
-
-    if model is None or test_df is None:
-        return {"skipped": "training-set suite failed", "champion": None}
-    out = compare(cfg, test_df, model, champion.model if champion is not None else None)
-    if champion is not None:
-        out["champion"] = {"version": str(champion.version), "run_id": None}
-    return json_safe(out)
-
-
-def _gate(cfg: ModelConfig, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The training DAG's gate step (:func:`sluice.training.job.decide`), its MLflow writes kept in memory."""
-    from sluice.training.job import decide as gate_decide
-
-    decision = gate_decide(cfg, _RunLog(), trained, evaluation)
-    return decision.to_dict()
+        self.model = fitted.model
+        self.profile = fitted.profile
+        self.importances = fitted.importances
+        self.test_metrics = dict(evaluation.candidate)
+        self.interval_metric = evaluation.candidate_intervals
+        self.window = window
 
 
 def _training_round(
     cfg: ModelConfig, lake: Lake, end_ds: dt.date, window_days: int, champion: _Model | None, version: int
 ) -> tuple[_Model | None, dict[str, Any]]:
-    """Train, evaluate against the champion, gate: (the new version on PASS else None, the record)."""
+    """The training DAG's steps (:mod:`sluice.training.steps`): split, suite, fit, evaluate against the
+    champion, gate. (the new version on PASS else None, the record)."""
+    from sluice.training.steps import SKIPPED, evaluate_candidate, fit_candidate, judge, split_snapshot
+    from sluice.training.suite import check_training_set
+
     t0 = time.monotonic()
     try:
-        model, trained, test_df = _train(cfg, lake, end_ds, window_days)
+        split = split_snapshot(cfg, lake, end_ds, window_days)
     except ValueError as exc:  # the snapshot cannot be built (no labels yet, too few rows to split)
         record = {"end_ds": end_ds.isoformat(), "window_days": window_days, "error": str(exc), "decision": "ERROR"}
         return None, {**record, "seconds": round(time.monotonic() - t0, 2)}
-    evaluation = _evaluate(cfg, model, test_df, champion)
-    del test_df
-    gate = _gate(cfg, trained, evaluation)
+    manifest = split.snapshot.manifest
+    suite = check_training_set(split.snapshot.frame, cfg)
+    split = dataclasses.replace(
+        split, snapshot=dataclasses.replace(split.snapshot, frame=split.snapshot.frame.iloc[:0])
+    )
+    fitted = fit_candidate(cfg, split) if suite.success else None
+    if fitted is None:
+        evaluation = SKIPPED
+    else:
+        ref = {"version": str(champion.version), "run_id": None} if champion is not None else None
+        evaluation = evaluate_candidate(cfg, split.test, fitted.model, champion.model if champion else None, ref)
+    rows = split.rows
+    del split
+    decision = judge(
+        cfg,
+        evaluation,
+        suite_passed=bool(suite.success),
+        model_size_mb=fitted.model_size_mb if fitted else None,
+        latency_ms=fitted.latency_ms if fitted else None,
+    )
+    gate = decision.to_dict()
+    ev = evaluation.to_dict()
     record = {
         "end_ds": end_ds.isoformat(),
         "window_days": window_days,
-        "window": trained["window"],
-        "rows": trained["rows"],
-        "missing_days": trained["missing_days"],
-        "suite_passed": trained["suite_passed"],
-        "suite_failures": trained.get("suite_failures"),
+        "window": manifest["window"],
+        "rows": rows,
+        "missing_days": manifest["missing_days"],
+        "suite_passed": bool(suite.success),
+        "suite_failures": None if suite.success else suite.failures,
         "decision": gate["decision"],
         "failing_rules": [f"{r['rule']}: {r['detail']}" for r in gate["rules"] if r["verdict"] == "FAIL"],
         "inconclusive_rules": [f"{r['rule']}: {r['detail']}" for r in gate["rules"] if r["verdict"] == "INCONCLUSIVE"],
-        "candidate_metrics": evaluation.get("candidate"),
-        "champion_metrics": evaluation.get("champion_metrics"),
-        "bootstrap": evaluation.get("bootstrap"),
+        "candidate_metrics": ev.get("candidate"),
+        "champion_metrics": ev.get("champion_metrics"),
+        "bootstrap": ev.get("bootstrap"),
         "champion_version": champion.version if champion else None,
         "gate": gate,
         "seconds": None,
     }
     new = None
-    if gate["decision"] == "PASS" and model is not None:
-        new = _Model(version, model, trained, evaluation)
+    if decision.passed and fitted is not None:
+        new = _Model(version, fitted, evaluation, manifest["window"])
         record["importances"] = new.importances
     record["seconds"] = round(time.monotonic() - t0, 2)
     return new, record
@@ -344,7 +288,9 @@ def _training_round(
 # ---- one interval --------------------------------------------------------------------------------------
 
 
-def _score_and_drift(cfg: ModelConfig, lake: Lake, ds: dt.date, champ: _Model) -> tuple[dict, np.ndarray, np.ndarray]:
+def _score_and_drift(
+    cfg: ModelConfig, lake: Lake, ds: dt.date, champ: _Model
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """The champion's scores of day ``ds`` and the drift verdict, as ``check_drift`` judges it."""
     from sluice.monitoring.drift import DriftAccumulator, checked_features
     from sluice.training.model import feature_columns, predict_scores
@@ -366,7 +312,7 @@ def _live(
     cfg: ModelConfig, lake: Lake, ds: dt.date, label_ds: dt.date, scored: tuple[_Model, np.ndarray, np.ndarray]
 ) -> dict[str, Any] | None:
     """``check_performance`` of interval ``ds`` once its labels landed at ``label_ds``; None before that."""
-    from sluice.monitoring.performance import live_metrics, metric_for, performance_check
+    from sluice.monitoring.performance import check_interval
 
     if not lake.landing_ready("labels", cfg.labels.dataset, label_ds):
         return None
@@ -379,10 +325,8 @@ def _live(
     preds = pd.DataFrame({key: ids, "score": scores})
     if labels[key].dtype != preds[key].dtype:
         labels[key] = labels[key].astype(preds[key].dtype)
-    metric = metric_for(cfg)
-    live = live_metrics(preds, labels, cfg.task, [metric], id_column=key, label_column=cfg.labels.column)
-    per_interval = model.interval_metric if (model.interval_metric or {}).get("metric") == metric else None
-    check = performance_check(live, model.test_metrics, cfg.monitoring, metric=metric, per_interval=per_interval)
+    per_interval = {model.interval_metric["metric"]: model.interval_metric} if model.interval_metric else {}
+    _, check = check_interval(cfg, preds, labels, model.test_metrics, per_interval)
     return {"ds": ds.isoformat(), "label_ds": label_ds.isoformat(), "model_version": model.version, **check}
 
 
@@ -560,6 +504,18 @@ def _replay(
             earlier = [d for d in retrain_days if d < before]
             return max(earlier) if earlier else None
 
+        def policy(signal: str, signals: list[dict[str, Any]], version: int, interval: dt.date) -> dict[str, Any]:
+            """The monitoring DAG's decision on ``interval``: its cooldown and retrain records are the replay's."""
+            return retrain_on(
+                signal,
+                signals,
+                settings,
+                version=version,
+                today=interval,
+                last_retrain=last_retrain(interval),
+                prior=retrain_days.get(interval),
+            )
+
         def retrain(ds: dt.date, interval: dt.date, source: str, reason: str) -> dict[str, Any]:
             nonlocal champion
             new, rec = _training_round(cfg, lk, ds, window_days, champion, version=max(versions) + 1)
@@ -568,7 +524,8 @@ def _replay(
                 versions[new.version] = _version_info(new)
                 champion = new
                 rec["new_version"] = new.version
-            retrain_days[interval] = rec
+            # what the platform's retrain record keeps: the cooldown's memory, once per interval
+            retrain_days[interval] = {"ds": interval.isoformat(), "source": source, "reason": reason}
             retrains.append(rec)
             month["retrains"] += 1
             return rec
@@ -622,8 +579,7 @@ def _replay(
             if perf is not None:
                 row["performance"] = perf
                 decays.append({**perf, "ds": interval.isoformat(), "decay": bool(perf.get("decay"))})
-                same_v = [h for h in decays if h["model_version"] == perf["model_version"]]
-                decision = _decay_decision(settings, interval, same_v, last_retrain(interval), retrain_days)
+                decision = policy("decay", decays, perf["model_version"], interval)
                 row["decay_decision"] = decision
                 if perf.get("decay"):
                     events.append(f"DECAY of {interval} (v{perf['model_version']}): {perf['reason']}")
@@ -635,16 +591,14 @@ def _replay(
                     events.append(_retrain_text(rec))
 
             if result is not None:
-                from sluice.monitoring.drift import decide
-
-                same = [h for h in history if h["model_version"] == row["model_version"]]
-                decision = decide(same, settings, last_retrain=last_retrain(ds), today=ds)
-                if decision["drift"] and ds in retrain_days:
-                    decision.update(drift=False, reason=f"already started for this interval: {decision['reason']}")
-                row["decision"] = {k: decision[k] for k in ("drift", "persisted", "drifted_intervals", "reason")}
-                if result["drift"] and not decision["drift"]:
+                decision = policy("drift", history, row["model_version"], ds)
+                row["decision"] = {
+                    "drift": decision["retrain"],
+                    **{k: decision[k] for k in ("persisted", "drifted_intervals", "reason")},
+                }
+                if result["drift"] and not decision["retrain"]:
                     events.append(decision["reason"])
-                if decision["drift"]:
+                if decision["retrain"]:
                     rec = retrain(ds, ds, "drift", f"drift on ds={ds}: {result['reason']}")
                     row["retrain"] = _retrain_brief(rec)
                     events.append(_retrain_text(rec))
@@ -675,23 +629,6 @@ def _replay(
 
 def _version_info(m: _Model) -> dict[str, Any]:
     return {"version": m.version, "window": m.window, "test_metrics": m.test_metrics}
-
-
-def _decay_decision(
-    settings: MonitoringConfig,
-    interval: dt.date,
-    history: list[dict[str, Any]],
-    last: dt.date | None,
-    retrain_days: Mapping[dt.date, Any],
-) -> dict[str, Any]:
-    """``sluice.monitoring.job.decide_on_performance``: persistent decay starts a retraining, under the cooldown."""
-    from sluice.monitoring.performance import decide_on_decay
-
-    out = decide_on_decay(history, settings, last_retrain=last, today=interval)
-    out["last_retrain"] = last and str(last)
-    if out["retrain"] and interval in retrain_days:
-        out.update(retrain=False, reason=f"already started for this interval: {out['reason']}")
-    return out
 
 
 def _metrics_text(metrics: Mapping[str, Any] | None) -> str:

@@ -1,0 +1,195 @@
+"""The retrain policy: when the signals of monitored intervals start a retraining.
+
+One noisy interval is not a trend. :func:`decide` turns the drift verdicts of the intervals judged against
+the serving version into a decision: drift in ``persistence.k`` of the last ``persistence.n`` intervals,
+never within ``cooldown_days`` of the last retrain. :func:`decide_on_decay` does the same for live
+performance (``performance.persistence``). :func:`retrain_on` takes the
+decisions the monitoring DAG and the replay take: the history narrowed to the serving version
+(:func:`judged_against`), the rule, and at most one retraining per interval (:func:`once_per_interval`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sluice.config import MonitoringConfig
+
+__all__ = [
+    "decide",
+    "decide_on_decay",
+    "judged_against",
+    "once_per_interval",
+    "retrain_on",
+]
+
+
+def _as_date(value: Any, what: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{what}: expected a date (YYYY-MM-DD), got {value!r}") from None
+
+
+def decide(
+    history: Iterable[Mapping[str, Any] | bool],
+    settings: MonitoringConfig | None = None,
+    *,
+    last_retrain: dt.date | str | None = None,
+    today: dt.date | str | None = None,
+    signal: tuple[str, str] = ("drift", "drifted"),
+) -> dict[str, Any]:
+    """Whether drift calls for retraining now, from the interval results so far (oldest first).
+
+    ``signal`` names the signal in the reason (``("decay", "decayed")`` for live performance; the entries keep
+    the key ``drift``).
+
+    Each entry is a ``result()`` (or just its ``drift`` bool), optionally with ``"ds"``: its interval's date.
+    Drift counts when at least ``persistence.k`` of the last ``persistence.n`` intervals drifted; intervals
+    dated on or before ``last_retrain`` were judged against the previous model's profile and do not count.
+    Within ``cooldown_days`` after ``last_retrain`` (``today - last_retrain < cooldown_days``) the answer is
+    no whatever the data say. ``today`` defaults to the newest entry's ``ds``.
+    """
+    st = settings or MonitoringConfig()
+    k, n = st.persistence.k, st.persistence.n
+    entries = [{"drift": bool(e)} if isinstance(e, bool) else e for e in history]
+    for i, e in enumerate(entries):
+        if not isinstance(e, Mapping) or "drift" not in e:
+            raise ValueError(f"history[{i}]: expected a drift result (a mapping with 'drift') or a bool")
+    retrain = _as_date(last_retrain, "last_retrain") if last_retrain is not None else None
+    newest = entries[-1].get("ds") if entries else None
+    when = today if today is not None else newest
+    day = _as_date(when, "today") if when is not None else None
+    if retrain is not None:
+        entries = [e for e in entries if e.get("ds") is None or _as_date(e["ds"], "history ds") > retrain]
+    window = entries[-n:]
+    drifted = sum(1 for e in window if e["drift"])
+    latest = bool(entries and entries[-1]["drift"])
+    persisted = drifted >= k
+    cooldown: dict[str, Any] = {
+        "active": False,
+        "cooldown_days": st.cooldown_days,
+        "last_retrain": retrain.isoformat() if retrain else None,
+        "days_since_retrain": None,
+    }
+    if retrain is not None:
+        if day is None:
+            raise ValueError("last_retrain is given but the day is unknown: pass today= or put 'ds' in the history")
+        since = (day - retrain).days
+        cooldown.update(days_since_retrain=since, active=0 <= since < st.cooldown_days)
+    drift = persisted and not cooldown["active"]
+    noun, verb = signal
+    if not entries:
+        reason = f"no {noun}: no intervals since the last retrain" if retrain else f"no {noun}: no intervals yet"
+    elif drift:
+        reason = f"{noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
+    elif persisted:
+        reason = (
+            f"no retrain: {drifted} of the last {len(window)} intervals {verb}, but the last retrain was "
+            f"{cooldown['days_since_retrain']} day(s) ago, within the {st.cooldown_days}-day cooldown"
+        )
+    else:
+        reason = f"no {noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
+    return {
+        "drift": drift,
+        "latest_drift": latest,
+        "persisted": persisted,
+        "drifted_intervals": drifted,
+        "intervals": len(window),
+        "k": k,
+        "n": n,
+        "today": day.isoformat() if day else None,
+        "cooldown": cooldown,
+        "reason": reason,
+    }
+
+
+def decide_on_decay(
+    history: Sequence[Mapping[str, Any]],
+    settings: MonitoringConfig | None = None,
+    *,
+    last_retrain: Any = None,
+    today: Any = None,
+) -> dict[str, Any]:
+    """Whether live-performance decay calls for retraining now.
+
+    ``history``: the labelled intervals judged against the serving version, oldest first, each ``{"ds",
+    "decay"}`` (a :func:`performance_check` result with its ``ds``; ``status`` and ``reason`` are used when
+    present: intervals not judged are left out, the newest decay's reason is quoted). One noisy day is not a
+    trend: decay must show in ``performance.persistence.k`` of the last ``n`` intervals, and never within
+    ``cooldown_days`` of the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals",
+    "k", "n", "cooldown"}``.
+    """
+    st = settings or MonitoringConfig()
+    entries = []
+    for i, e in enumerate(history):
+        if not isinstance(e, Mapping) or "decay" not in e:
+            raise ValueError(f"history[{i}]: expected a performance result (a mapping with 'decay')")
+        if e.get("status", "ok") in ("ok", "decay"):  # an interval too small to judge is no evidence either way
+            entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
+    rule = st.model_copy(update={"persistence": st.performance.persistence})
+    d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
+    latest = history[-1] if history else {}
+    if latest.get("decay") and latest.get("reason"):
+        d["reason"] = f"{d['reason']} ({latest['reason']})"
+    return {
+        "retrain": d["drift"],
+        "reason": d["reason"],
+        "decayed_intervals": d["drifted_intervals"],
+        "intervals": d["intervals"],
+        "k": d["k"],
+        "n": d["n"],
+        "cooldown": d["cooldown"],
+    }
+
+
+def judged_against(history: Iterable[Mapping[str, Any]], version: Any) -> list[Mapping[str, Any]]:
+    """The intervals of ``history`` judged against model version ``version`` (compared as strings: the lake's
+    reports hold the registry's version strings): a new version's reference starts a new history."""
+    want = str(version)
+    return [h for h in history if str(h.get("model_version")) == want]
+
+
+def once_per_interval(decision: dict[str, Any], prior: Mapping[str, Any] | None) -> dict[str, Any]:
+    """At most one retraining per interval: a decision to retrain for an interval that already started one
+    (``prior``: its retrain record, with the ``reason``) becomes a no, quoting why the first one started."""
+    if decision["retrain"] and prior is not None:
+        decision.update(retrain=False, reason=f"already started for this interval: {prior['reason']}", prior=prior)
+    return decision
+
+
+def retrain_on(
+    signal: str,
+    history: Iterable[Mapping[str, Any]],
+    settings: MonitoringConfig,
+    *,
+    version: Any,
+    today: dt.date,
+    last_retrain: dt.date | None,
+    prior: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Whether the ``signal`` (``"drift"`` or ``"decay"``) of interval ``today`` starts a retraining.
+
+    ``history``: the interval results up to ``today``, oldest first, each with ``ds`` and ``model_version``
+    (drift: ``drift``; decay: a performance result). Only the intervals judged against ``version`` count;
+    drift goes through :func:`decide`, decay through :func:`decide_on_decay`; both under the cooldown after
+    ``last_retrain`` and at most once per interval (``prior``: the interval's retrain record, or None).
+    ``retrain`` is the answer; for drift, ``drift`` is the persistence rule's verdict.
+    """
+    same = judged_against(history, version)
+    if signal == "drift":
+        d = decide(
+            [{"ds": h["ds"], "drift": h["drift"]} for h in same], settings, last_retrain=last_retrain, today=today
+        )
+        decision = {**d, "retrain": d["drift"]}
+    elif signal == "decay":
+        d = decide_on_decay(same, settings, last_retrain=last_retrain, today=today)
+        decision = {**d, "last_retrain": last_retrain and str(last_retrain)}
+    else:
+        raise ValueError(f"unknown signal {signal!r}; expected 'drift' or 'decay'")
+    return once_per_interval(decision, prior)
