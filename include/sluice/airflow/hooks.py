@@ -67,7 +67,10 @@ class AlertHook(BaseHook):
         with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
             sender = hook.from_email or "sluice@localhost"
             # The hook's own send_email_smtp only builds HTML mails; we want a plain-text part too.
-            hook._smtp_client.send_message(alert.message(to, sender))
+            client = hook._smtp_client
+            if client is None:  # entering the hook connects; None would be a provider change
+                raise RuntimeError(f"SMTP connection {self.smtp_conn_id!r}: the hook opened no client")
+            client.send_message(alert.message(to, sender))
         log.info("alert sent to %s: %s", ", ".join(to), alert.subject)
 
 

@@ -21,6 +21,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from sluice.config import (
     DAG_KINDS,
@@ -66,7 +70,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     lake = open_lake(args.lake)
     days = lake.partitions("landing", cfg.dataset.name, published_only=False)
     days = [d for d in days if (not args.start or d >= args.start) and (not args.end or d <= args.end)]
-    frames, used = [], []
+    frames: list[pd.DataFrame] = []
+    used: list[dt.date] = []
     for d in days:
         if quarantine_records(lake, cfg.dataset.name, d) and not args.include_quarantined:
             print(f"skip {d}: it has a quarantine record", file=sys.stderr)
@@ -74,7 +79,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         read = read_partition(
             lake.landing_files("landing", cfg.dataset.name, d), cfg.dataset.format, cfg.dataset.timestamp_column
         )
-        if not read.ok:
+        if not read.ok or read.frame is None:
             print(f"skip {d}: unreadable ({read.problems[0]['detail']})", file=sys.stderr)
             continue
         frames.append(read.frame)
@@ -251,7 +256,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
                 where = f"not numbers: {bad}" if bad else f"got {type(importances).__name__}"
                 raise ValueError(f"{args.importance}: expected a JSON mapping of feature -> importance ({where})")
         profile, skipped = _load_reference(Path(args.reference), cfg, args.config)
-        if cfg is not None:
+        if cfg is not None and numeric is not None and categorical is not None:
             lacking = [c for c in (*numeric, *categorical) if c not in profile["features"]]
             if lacking:
                 raise ValueError(f"{args.reference}: the profile lacks features of {args.config}: {lacking}")

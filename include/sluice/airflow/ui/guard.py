@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sluice.safehtml import CSP
 
@@ -78,7 +78,7 @@ class SecurityMiddleware:
             await _with_headers(PlainTextResponse("Host not allowed", status_code=400))(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers") or [])
                 present = {k.lower() for k, _ in raw}
@@ -125,5 +125,7 @@ async def require_user(request: Request) -> Any:
     return user
 
 
-def login_redirect(request: Request, exc: LoginRequired) -> Response:
+def login_redirect(request: Request, exc: Exception) -> Response:
+    """Registered for LoginRequired only (Starlette types handlers over Exception)."""
+    assert isinstance(exc, LoginRequired), exc
     return RedirectResponse(exc.url, status_code=302)
