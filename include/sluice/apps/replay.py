@@ -56,7 +56,7 @@ import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
 from sluice.lake import Lake, open_lake
-from sluice.monitoring.policy import retrain_on
+from sluice.monitoring.policy import RetrainDecision, retrain_on
 from sluice.training.steps import Evaluation, Fitted
 
 log = logging.getLogger(__name__)
@@ -504,7 +504,7 @@ def _replay(
             earlier = [d for d in retrain_days if d < before]
             return max(earlier) if earlier else None
 
-        def policy(signal: str, signals: list[dict[str, Any]], version: int, interval: dt.date) -> dict[str, Any]:
+        def policy(signal: str, signals: list[dict[str, Any]], version: int, interval: dt.date) -> RetrainDecision:
             """The monitoring DAG's decision on ``interval``: its cooldown and retrain records are the replay's."""
             return retrain_on(
                 signal,
@@ -579,26 +579,28 @@ def _replay(
             if perf is not None:
                 row["performance"] = perf
                 decays.append({**perf, "ds": interval.isoformat(), "decay": bool(perf.get("decay"))})
-                decision = policy("decay", decays, perf["model_version"], interval)
-                row["decay_decision"] = decision
+                decay = policy("decay", decays, perf["model_version"], interval)
+                row["decay_decision"] = decay.to_dict()
                 if perf.get("decay"):
                     events.append(f"DECAY of {interval} (v{perf['model_version']}): {perf['reason']}")
-                    if not decision["retrain"]:
-                        events.append(decision["reason"].split(" (decay:")[0])
-                if decision["retrain"]:
-                    rec = retrain(ds, interval, "performance", decision["reason"])
+                    if not decay.retrain:
+                        events.append(decay.reason.split(" (decay:")[0])
+                if decay.retrain:
+                    rec = retrain(ds, interval, "performance", decay.reason)
                     row["retrain"] = _retrain_brief(rec)
                     events.append(_retrain_text(rec))
 
             if result is not None:
                 decision = policy("drift", history, row["model_version"], ds)
                 row["decision"] = {
-                    "drift": decision["retrain"],
-                    **{k: decision[k] for k in ("persisted", "drifted_intervals", "reason")},
+                    "drift": decision.retrain,
+                    "persisted": decision.rule["persisted"],
+                    "drifted_intervals": decision.rule["drifted_intervals"],
+                    "reason": decision.reason,
                 }
-                if result["drift"] and not decision["retrain"]:
-                    events.append(decision["reason"])
-                if decision["retrain"]:
+                if result["drift"] and not decision.retrain:
+                    events.append(decision.reason)
+                if decision.retrain:
                     rec = retrain(ds, ds, "drift", f"drift on ds={ds}: {result['reason']}")
                     row["retrain"] = _retrain_brief(rec)
                     events.append(_retrain_text(rec))

@@ -156,7 +156,7 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
     day = dt.date.fromisoformat(ds_str(ds))
     history = [{**r, "ds": d.isoformat()} for d, r in _reports(cfg, lake, DRIFT) if d < day]
     history.append({**drift, "ds": day.isoformat()})
-    return retrain_on(
+    decision = retrain_on(
         "drift",
         history,
         cfg.monitoring,
@@ -165,6 +165,7 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
         last_retrain=last_retrain(cfg, lake, day),
         prior=_prior_retrain(cfg, lake, day),
     )
+    return decision.to_dict()
 
 
 def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
         if d < day
     ]
     history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
-    return retrain_on(
+    decision = retrain_on(
         "decay",
         history,
         cfg.monitoring,
@@ -193,6 +194,7 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
         last_retrain=last_retrain(cfg, lake, day),
         prior=_prior_retrain(cfg, lake, day),
     )
+    return decision.to_dict()
 
 
 def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str) -> dict[str, Any]:

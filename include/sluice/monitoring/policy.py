@@ -10,8 +10,10 @@ decisions the monitoring DAG and the replay take: the history narrowed to the se
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sluice.config import MonitoringConfig
@@ -20,6 +22,7 @@ __all__ = [
     "decide",
     "decide_on_decay",
     "judged_against",
+    "RetrainDecision",
     "once_per_interval",
     "retrain_on",
 ]
@@ -155,11 +158,41 @@ def judged_against(history: Iterable[Mapping[str, Any]], version: Any) -> list[M
     return [h for h in history if str(h.get("model_version")) == want]
 
 
-def once_per_interval(decision: dict[str, Any], prior: Mapping[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether an interval's signal starts a retraining, and why.
+
+    ``rule`` is the persistence rule's own verdict (:func:`decide`'s for drift, :func:`decide_on_decay`'s for
+    decay: counts, ``k``/``n``, the cooldown); ``retrain`` and ``reason`` are the final answer once the cooldown
+    and the once-per-interval guard (``prior``: the interval's retrain record) have spoken. ``to_dict`` is the
+    form the monitoring DAG passes on (XCom, the retrain mail) and the replay keeps.
+    """
+
+    signal: str
+    retrain: bool
+    reason: str
+    rule: dict[str, Any]
+    last_retrain: str | None = None
+    prior: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**self.rule}
+        if self.signal == "drift":
+            out["retrain"] = self.retrain
+        else:
+            out["last_retrain"] = self.last_retrain
+        out.update(retrain=self.retrain, reason=self.reason)
+        if self.prior is not None:
+            out["prior"] = self.prior
+        return out
+
+
+def once_per_interval(decision: RetrainDecision, prior: Mapping[str, Any] | None) -> RetrainDecision:
     """At most one retraining per interval: a decision to retrain for an interval that already started one
     (``prior``: its retrain record, with the ``reason``) becomes a no, quoting why the first one started."""
-    if decision["retrain"] and prior is not None:
-        decision.update(retrain=False, reason=f"already started for this interval: {prior['reason']}", prior=prior)
+    if decision.retrain and prior is not None:
+        why = f"already started for this interval: {prior['reason']}"
+        return dataclasses.replace(decision, retrain=False, reason=why, prior=dict(prior))
     return decision
 
 
@@ -172,24 +205,29 @@ def retrain_on(
     today: dt.date,
     last_retrain: dt.date | None,
     prior: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+) -> RetrainDecision:
     """Whether the ``signal`` (``"drift"`` or ``"decay"``) of interval ``today`` starts a retraining.
 
     ``history``: the interval results up to ``today``, oldest first, each with ``ds`` and ``model_version``
     (drift: ``drift``; decay: a performance result). Only the intervals judged against ``version`` count;
     drift goes through :func:`decide`, decay through :func:`decide_on_decay`; both under the cooldown after
     ``last_retrain`` and at most once per interval (``prior``: the interval's retrain record, or None).
-    ``retrain`` is the answer; for drift, ``drift`` is the persistence rule's verdict.
     """
     same = judged_against(history, version)
     if signal == "drift":
-        d = decide(
-            [{"ds": h["ds"], "drift": h["drift"]} for h in same], settings, last_retrain=last_retrain, today=today
-        )
-        decision = {**d, "retrain": d["drift"]}
+        entries = [{"ds": h["ds"], "drift": h["drift"]} for h in same]
+        rule = decide(entries, settings, last_retrain=last_retrain, today=today)
+        verdict = bool(rule["drift"])
     elif signal == "decay":
-        d = decide_on_decay(same, settings, last_retrain=last_retrain, today=today)
-        decision = {**d, "last_retrain": last_retrain and str(last_retrain)}
+        rule = decide_on_decay(same, settings, last_retrain=last_retrain, today=today)
+        verdict = bool(rule["retrain"])
     else:
         raise ValueError(f"unknown signal {signal!r}; expected 'drift' or 'decay'")
+    decision = RetrainDecision(
+        signal=signal,
+        retrain=verdict,
+        reason=str(rule["reason"]),
+        rule=rule,
+        last_retrain=str(last_retrain) if last_retrain else None,
+    )
     return once_per_interval(decision, prior)

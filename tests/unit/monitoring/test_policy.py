@@ -10,6 +10,7 @@ import pytest
 
 from sluice.config import MonitoringConfig, PerformanceConfig, PersistenceConfig
 from sluice.monitoring.policy import (
+    RetrainDecision,
     decide,
     decide_on_decay,
     judged_against,
@@ -100,11 +101,15 @@ def test_persistent_decay_of_the_serving_version_starts_a_retraining() -> None:
     version's decays and an unjudged interval are no evidence."""
     st = MonitoringConfig(cooldown_days=3, performance=PerformanceConfig(persistence=PersistenceConfig(k=2, n=3)))
     history = [_perf(1, "1", True), _perf(2, "1", True), _perf(3, "2", False), _perf(4, "2", True)]
-    one = retrain_on("decay", history, st, version="2", today=D + dt.timedelta(days=3), last_retrain=None, prior=None)
+    one = retrain_on(
+        "decay", history, st, version="2", today=D + dt.timedelta(days=3), last_retrain=None, prior=None
+    ).to_dict()
     assert not one["retrain"] and one["decayed_intervals"] == 1, "v1's decays were judged against another model"
     assert one["reason"] == "no decay: 1 of the last 2 intervals decayed (needs 2 of 3) (decay of 2025-02-04)"
     history += [_perf(5, "2", False, status="too_few_rows"), _perf(6, "2", True)]
-    two = retrain_on("decay", history, st, version="2", today=D + dt.timedelta(days=5), last_retrain=None, prior=None)
+    two = retrain_on(
+        "decay", history, st, version="2", today=D + dt.timedelta(days=5), last_retrain=None, prior=None
+    ).to_dict()
     assert two["retrain"] and (two["decayed_intervals"], two["intervals"]) == (2, 3)
     assert two["reason"].startswith("decay: 2 of the last 3 intervals decayed") and two["last_retrain"] is None
     cooled = retrain_on(
@@ -115,14 +120,14 @@ def test_persistent_decay_of_the_serving_version_starts_a_retraining() -> None:
         today=D + dt.timedelta(days=5),
         last_retrain=D + dt.timedelta(days=3),
         prior=None,
-    )
+    ).to_dict()
     assert not cooled["retrain"] and cooled["last_retrain"] == "2025-02-04"
 
 
 def test_decay_of_an_interval_that_already_started_a_retraining_does_not_start_another() -> None:
     history = [_perf(1, "1", True)]
     prior = {"ds": day(1), "source": "drift", "reason": "drift on ds=2025-02-01: credit_score moved"}
-    d = retrain_on("decay", history, MonitoringConfig(), version="1", today=D, last_retrain=None, prior=prior)
+    d = retrain_on("decay", history, MonitoringConfig(), version="1", today=D, last_retrain=None, prior=prior).to_dict()
     assert not d["retrain"] and d["prior"] == prior
     assert d["reason"] == "already started for this interval: drift on ds=2025-02-01: credit_score moved"
 
@@ -134,13 +139,19 @@ def test_drift_decision_counts_the_serving_version_only_and_once_per_interval() 
         {"ds": day(2), "drift": False, "model_version": 2},
         {"ds": day(3), "drift": True, "model_version": 2},
     ]
-    held = retrain_on("drift", history, st, version=2, today=D + dt.timedelta(days=2), last_retrain=None, prior=None)
+    held = retrain_on(
+        "drift", history, st, version=2, today=D + dt.timedelta(days=2), last_retrain=None, prior=None
+    ).to_dict()
     assert not held["retrain"] and not held["drift"] and held["drifted_intervals"] == 1
     history.append({"ds": day(4), "drift": True, "model_version": "2"})  # the lake's reports hold strings
-    go = retrain_on("drift", history, st, version="2", today=D + dt.timedelta(days=3), last_retrain=None, prior=None)
+    go = retrain_on(
+        "drift", history, st, version="2", today=D + dt.timedelta(days=3), last_retrain=None, prior=None
+    ).to_dict()
     assert go["retrain"] and go["drift"] and go["drifted_intervals"] == 2
     prior = {"reason": "drift on ds=2025-02-04: first run"}
-    again = retrain_on("drift", history, st, version=2, today=D + dt.timedelta(days=3), last_retrain=None, prior=prior)
+    again = retrain_on(
+        "drift", history, st, version=2, today=D + dt.timedelta(days=3), last_retrain=None, prior=prior
+    ).to_dict()
     assert again["drift"] and not again["retrain"], "the rule still says drift; the interval already retrained"
     assert again["reason"] == "already started for this interval: drift on ds=2025-02-04: first run"
 
@@ -148,5 +159,15 @@ def test_drift_decision_counts_the_serving_version_only_and_once_per_interval() 
 def test_same_version_filter_and_guard() -> None:
     rows = [{"model_version": "3"}, {"model_version": 3}, {"model_version": 4}, {}]
     assert judged_against(rows, 3) == rows[:2]
-    no = {"retrain": False, "reason": "no drift"}
-    assert once_per_interval(dict(no), {"reason": "x"}) == no, "a no stays a no, without the prior"
+    no = RetrainDecision("drift", retrain=False, reason="no drift", rule={"drift": False, "reason": "no drift"})
+    assert once_per_interval(no, {"reason": "x"}) == no, "a no stays a no, without the prior"
+    yes = RetrainDecision(
+        "drift", retrain=True, reason="drift: 1 of 1", rule={"drift": True, "reason": "drift: 1 of 1"}
+    )
+    guarded = once_per_interval(yes, {"reason": "x"})
+    assert (guarded.retrain, guarded.reason, guarded.prior) == (
+        False,
+        "already started for this interval: x",
+        {"reason": "x"},
+    )
+    assert guarded.to_dict() == {"drift": True, "reason": guarded.reason, "retrain": False, "prior": {"reason": "x"}}

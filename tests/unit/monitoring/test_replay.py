@@ -31,7 +31,7 @@ def loans_cfg():
     """Loans, made small: labels a day late and 7-day retraining windows, so that a retraining 7 days into the
     shift trains (and profiles) shifted rows only; 40 boosting rounds, fast and not overfitted on ~4,000
     training rows (an overfitted model's in-sample scores, which the reference profiles, drift from its
-    scores on new rows); a 0.03 margin for the ~1,200 test rows."""
+    scores on new rows); a 0.03 margin for the test rows of a short window."""
     cfg = get_model_config("loans")
     cfg = cfg.model_copy(
         update={
@@ -42,7 +42,8 @@ def loans_cfg():
                     "estimator": cfg.training.estimator.model_copy(update={"params": {"max_iter": 40}}),
                 }
             ),
-            "gate": cfg.gate.model_copy(update={"non_inferiority_margin": 0.03}),
+            # a latency budget measures the machine, not the model: on a busy CI runner one row took 122 ms
+            "gate": cfg.gate.model_copy(update={"non_inferiority_margin": 0.03, "max_latency_ms": 5000.0}),
         }
     )
     return with_monitoring(cfg, {"persistence.k": PERSIST, "persistence.n": PERSIST, "cooldown_days": 14})
