@@ -52,14 +52,18 @@ demo: venv  ## run the whole loop through the stack's scheduler and print a summ
 
 # Tests run on TEST_WORKERS pytest-xdist workers, a module (or the shared Airflow metadata DB) per work unit,
 # longest tiers first (tests/conftest.py), in random order (pytest-randomly prints the seed; --randomly-seed=N repeats one).
-TEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+# make test defaults to one worker: with two on 2 cores, the latency budgets that infra validation and the
+# blue/green test measure (p95 50 ms) compete with the other worker's stack and fail (docs/testing.md).
+# The unit tier has no such budget and runs on two.
+TEST_WORKERS ?= 1
+UNIT_WORKERS ?= 2
+PYTEST = $(PY) -m pytest --dist loadscope --no-loadscope-reorder
 
 test: venv  ## run every test tier (unit, airflow, dags, integration, e2e, browser)
-	$(PYTEST)
+	$(PYTEST) -n $(TEST_WORKERS)
 
 test-unit: venv  ## only the fast tests that need no server and no Airflow
-	$(PYTEST) -m unit
+	$(PYTEST) -n $(UNIT_WORKERS) -m unit
 
 up: venv  ## start PostgreSQL, MLflow, the SMTP sink and Airflow; print URLs and the login
 	$(PY) -m sluice.stack.embedded up

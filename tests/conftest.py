@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -63,9 +62,9 @@ def http_ok(url: str) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from sluice.runtime import free_port as pick
+
+    return pick()
 
 
 #: this run's id, shared with its pytest-xdist workers (they inherit the environment)
