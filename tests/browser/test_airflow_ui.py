@@ -10,10 +10,11 @@ Screenshots of every step land in ``$SLUICE_ARTIFACTS`` (default ``.sluice/artif
 from __future__ import annotations
 
 import re
+import time
 from urllib.parse import quote
 
 import pytest
-from uidata import WAITING, judged, model_config, polls, retrain_on_champion_window, wait_deployments, wait_tasks
+from uidata import ANSWER_SETTLE_S, WAITING, judged, model_config, polls, retrain_on_champion_window, wait_deployments, wait_tasks
 
 pytestmark = pytest.mark.browser
 
@@ -144,6 +145,7 @@ def _make_inconclusive_candidate(stack) -> str:
 def wait_for_approval(api, run_id: str) -> str:
     states = wait_tasks(api, "loans_training", run_id, judged, timeout=900)
     assert states.get("approve") in WAITING, f"{run_id}: no approval is waiting: {states}"
+    time.sleep(ANSWER_SETTLE_S)  # answer as a person would, not within the scheduler's race window
     return run_id
 
 

@@ -19,6 +19,7 @@ SCORED = START + dt.timedelta(days=PUBLISHED_DAYS - 1)  # scored by v1 and check
 ROWS = 1500
 FINAL = {"success", "failed", "skipped", "upstream_failed"}
 WAITING = {"awaiting_input", "deferred"}  # a HITL task waiting for its answer (3.3: awaiting_input)
+ANSWER_SETTLE_S = 15  # wait before answering an approval: the scheduler race of tests/e2e/inconclusive.py
 
 
 def model_config() -> dict:
