@@ -14,7 +14,16 @@ import time
 from urllib.parse import quote
 
 import pytest
-from uidata import ANSWER_SETTLE_S, WAITING, judged, model_config, polls, retrain_on_champion_window, wait_deployments, wait_tasks
+from uidata import (
+    ANSWER_SETTLE_S,
+    WAITING,
+    judged,
+    model_config,
+    polls,
+    retrain_on_champion_window,
+    wait_deployments,
+    wait_tasks,
+)
 
 pytestmark = pytest.mark.browser
 
