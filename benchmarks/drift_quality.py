@@ -123,7 +123,7 @@ class Loans:
 
 
 def _decisions(results: list[dict[str, Any]], settings: Any) -> list[bool]:
-    from sluice.monitoring.drift import decide
+    from sluice.monitoring.policy import decide
 
     return [decide(results[: i + 1], settings)["drift"] for i in range(len(results))]
 
@@ -141,8 +141,8 @@ def _psi_of(result: dict[str, Any], features: tuple[str, ...]) -> str:
 
 def run_loans(failures: list[str]) -> None:
     from sluice.datagen.loans import CategoryShift, ConceptShift, NumericShift, Scenario
-    from sluice.monitoring.drift import decide
     from sluice.monitoring.performance import live_metrics, performance_check
+    from sluice.monitoring.policy import decide
 
     t0 = time.perf_counter()
     lo = Loans()
