@@ -145,7 +145,7 @@ def _make_inconclusive_candidate(stack) -> str:
 
     The stack's gate has a non-inferiority margin of 0 and the champion (v1) was trained on the window this
     run trains on: same snapshot, same seed, same model, so the bootstrap interval is [0, 0], which straddles
-    the margin (the recipe of tests/e2e/inconclusive.py).
+    the margin (``model_config`` in uidata.py).
     """
     _, api = stack
     return wait_for_approval(api, retrain_on_champion_window(api))
@@ -178,28 +178,50 @@ def hitl_detail(api, run_id: str) -> dict:
     )
 
 
-def answer_in_browser(browser, api, run_id: str, option: str) -> None:
-    """Open the task's Required Action tab, check it shows the gate's evidence, and click ``option``."""
+def answer_in_browser(browser, api, run_id: str, option: str, why: str) -> None:
+    """Open the task's Required Action tab, check it shows the gate's evidence, write ``why`` and click ``option``."""
     path = ti_path("loans_training", run_id, "approve", "required_actions")
     browser.open(f"approval-form-{option}", path, "Approve", "Reject", "INCONCLUSIVE", timeout=60)
     field = "//*[@name='element_why' or @id='element_why']"  # the UI's form names a param field element_<name>
-    why = [e for e in browser.driver.find_elements("xpath", field) if e.is_displayed()]
-    if why:  # the form's optional "why" field (it goes to the ledger with the user's name)
-        why[0].send_keys(f"{option} from the browser tier")
+    fields = [e for e in browser.driver.find_elements("xpath", field) if e.is_displayed()]
+    assert fields, "the approval form has no 'why' field (it goes to the ledger with the user's name)"
+    fields[0].send_keys(why)
     browser.button(option).click()
     browser.wait(lambda d: hitl_detail(api, run_id).get("response_received"), f"the answer {option!r} was not taken")
     browser.settle(f"approval-answered-{option}")
 
 
+def _mails(stack, subject_part: str) -> list:
+    from sluice.alerts.mailsink import read_outbox
+
+    settings, _ = stack
+    return [m for m in read_outbox(settings.outbox) if subject_part in m["Subject"]]
+
+
 def test_inconclusive_candidates_are_approved_and_rejected_in_the_browser(browser, stack, populated) -> None:
-    _, api = stack
-    _champion(stack)  # candidates are judged against a champion that no longer moves
+    """A person answers the gate's INCONCLUSIVE in the UI: asked by mail, nothing moves while the run waits;
+    approved, the candidate is promoted (challenger, tagged with the decision and the user) and the owners are
+    told, with the person's words escaped; rejected, nothing moves. Both answers are in the alias ledger with the
+    user and the run. (The deployment DAG is paused here so the champion the other tests show stays put; that a
+    promoted challenger is deployed through the model Asset is the feedback-loop and delivery journeys' part.)"""
+    from sluice.registry import ledger
+    from sluice.registry.mlflow_registry import CHAMPION, Registry
+
+    settings, api = stack
+    registry = Registry(settings.mlflow_url)
+    champion = _champion(stack)  # candidates are judged against a champion that no longer moves
     api.call("PATCH", "/dags/loans_deployment", json={"is_paused": True})  # promotion here ends at challenger
     approved = wait_for_approval(api, populated["training"])  # the data setup's retrain is the first one
-    answer_in_browser(browser, api, approved, "Approve")
+    (ask,) = _mails(stack, "APPROVAL NEEDED")
+    assert ask["Date"] and ask["Message-ID"]
+    assert "/dags/loans_training/runs/" in ask.get_body(("plain",)).get_content()
+    assert "/tasks/approve/required_actions" in ask.get_body(("html",)).get_content()
+    assert registry.by_alias("loans", CHAMPION).version == champion  # nothing moved while it waits
+
+    answer_in_browser(browser, api, approved, "Approve", "same model, same data: <b>fine</b> to redeploy")
     wait_tasks(api, "loans_training", approved, lambda st: st.get("promote") in ("success", "failed"), timeout=300)
     rejected = _make_inconclusive_candidate(stack)
-    answer_in_browser(browser, api, rejected, "Reject")
+    answer_in_browser(browser, api, rejected, "Reject", "no gain, no need")
     wait_tasks(api, "loans_training", rejected, lambda st: st.get("approve") in ("success", "failed"), timeout=120)
 
     for run_id, user_choice in ((approved, "Approve"), (rejected, "Reject")):
@@ -214,8 +236,23 @@ def test_inconclusive_candidates_are_approved_and_rejected_in_the_browser(browse
         if any(aliases & {"challenger", "champion"} for aliases in promoted.values()):
             break
     assert any(aliases & {"challenger", "champion"} for aliases in promoted.values()), promoted
+    (version,) = promoted
+    tags = registry.client.get_model_version("loans", version).tags
+    assert tags["gate.decision"] == "INCONCLUSIVE" and tags["approval.by"] == "airflow:admin", tags
+    (decided,) = _mails(stack, "APPROVED by airflow:admin")
+    assert "&lt;b&gt;fine&lt;/b&gt;" in decided.get_body(("html",)).get_content()
+    assert "<b>fine" not in decided.get_body(("html",)).get_content()
+
     assert not any(_versions_of_run(stack, rejected).values()), "the rejected candidate holds an alias"
     states = wait_tasks(
         api, "loans_training", rejected, lambda st: st.get("promote") not in (None, "running", "queued", "scheduled")
     )
     assert states["promote"] != "success", states
+    assert registry.by_alias("loans", CHAMPION).version == champion
+    assert len(_mails(stack, "REJECTED by airflow:admin")) == 1
+
+    entries = ledger.history(registry, "loans")
+    decisions = [(e["decision"], e["who"], e["to"]) for e in entries if e.get("decision")]
+    assert decisions == [("approved", "airflow:admin", version), ("rejected", "airflow:admin", None)], entries
+    assert entries[-1]["why"].endswith("rejected by airflow:admin: no gain, no need")
+    assert all(e.get("dag_id") for e in entries if e.get("decision"))

@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-import inconclusive as runs
 import pytest
+import yaml
+from machine import shared_machine_budgets
 
 from sluice.alerts.mailsink import read_outbox
-from sluice.config import get_model_config
+from sluice.config import MODELS_DIR, get_model_config
 from sluice.datagen.writer import seed_feature_store
 from sluice.lake import open_lake
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
@@ -35,6 +36,7 @@ from sluice.training.snapshot import build_snapshot
 pytestmark = pytest.mark.e2e
 
 STACK_SERVICES = ("mailsink", "mlflow", "airflow")
+STACK_MODELS = {"loans.yaml": shared_machine_budgets(yaml.safe_load((MODELS_DIR / "loans.yaml").read_text()))}
 DAG = "loans_deployment"
 START, DAYS = dt.date(2025, 1, 1), 8
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +48,16 @@ def trigger(api, **conf) -> str:
 
 
 def wait_run(api, run_id: str, timeout: float = 300) -> tuple[str, dict[str, str]]:
-    return runs.wait_run(api, DAG, run_id, timeout)
+    """The run's final state and its {task_id: state}."""
+    deadline = time.monotonic() + timeout
+    state = "queued"
+    while time.monotonic() < deadline:
+        state = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}")["state"]
+        if state in ("success", "failed"):
+            break
+        time.sleep(3)
+    tis = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    return state, {t["task_id"]: t["state"] for t in tis}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

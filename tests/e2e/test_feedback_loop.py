@@ -18,6 +18,7 @@ import time
 
 import pytest
 import yaml
+from machine import shared_machine_budgets
 
 from sluice.alerts.mailsink import read_outbox
 from sluice.config import MODELS_DIR, get_model_config
@@ -45,9 +46,7 @@ def _config() -> dict:
     data["training"].update(window_days=3, min_new_partitions=1, min_rows=2000)
     # the retrained model learns the new regime from two labelled days: a floor for that, not for a month
     data["gate"]["floors"] = {"roc_auc": 0.6}
-    # the whole stack shares two cores with this test: latency budgets are exercised by the gate's own tests
-    data["gate"]["max_latency_ms"] = 500
-    data["deploy"] = {"target": "local", "infra_validation": {"max_latency_ms_p95": 500}}
+    shared_machine_budgets(data)
     data["monitoring"] = {"persistence": {"k": 3, "n": 3}, "cooldown_days": 3, "performance": {"min_rows": 10**9}}
     return data
 

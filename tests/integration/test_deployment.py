@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from machine import shared_machine_config
 
 from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
@@ -49,7 +50,7 @@ def frame(lake):
 
 @pytest.fixture
 def cfg(free_port):
-    base = get_model_config("loans")
+    base = shared_machine_config(get_model_config("loans"))
     local = base.deploy.local.model_copy(update={"port": free_port(), "drain_seconds": 1.0})
     return base.model_copy(
         update={"name": f"loans_{uuid.uuid4().hex[:8]}", "deploy": base.deploy.model_copy(update={"local": local})}
