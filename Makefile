@@ -18,10 +18,9 @@ export AIRFLOW_HOME        ?= $(SLUICE_HOME)/airflow
 export PYTHONPATH          := $(CURDIR)/include:$(CURDIR)/plugins
 export MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(SLUICE_MLFLOW_PORT)
 export GX_ANALYTICS_ENABLED := false
-# Airflow connections come from the environment, never from the UI or the repository.
-export AIRFLOW_CONN_MLFLOW_DEFAULT ?= http://127.0.0.1:$(SLUICE_MLFLOW_PORT)
-export AIRFLOW_CONN_SMTP_DEFAULT   ?= {"conn_type":"smtp","host":"127.0.0.1","port":$(SLUICE_SMTP_PORT),"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost"}}
-export AIRFLOW_CONN_AWS_DEFAULT    ?= {"conn_type":"aws","extra":{"region_name":"us-east-1"}}
+# Airflow connections (AIRFLOW_CONN_*) come from the environment, never from the UI or the repository: their
+# defaults live in one place, sluice.stack.embedded.connections(), which the stack's processes, the tests and
+# `python -m sluice.stack.embedded env` use; one exported here or in your shell wins over its default.
 
 .PHONY: help venv demo test test-unit up down status bench lint suite compose-env lock clean
 
@@ -32,13 +31,17 @@ $(UV):
 	@echo "uv not found: installing it into .tools/ with pip"
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools uv
 
-# Re-sync only when a lock file changed (the stamp is older than a requirements file).
-$(VENV)/.synced: requirements.txt requirements-dev.txt | $(UV)
+# Re-sync only when a lock file or pyproject.toml changed (the stamp is older than one of them). The sync
+# removes what the lock files do not list, so Sluice itself is installed after it: editable, from include/
+# (pyproject.toml), with no dependencies of its own and the venv's pinned setuptools (no build isolation, so
+# nothing is fetched): the `sluice` console script, and `python -m sluice` without PYTHONPATH.
+$(VENV)/.synced: requirements.txt requirements-dev.txt pyproject.toml | $(UV)
 	@test -x $(PY) || $(UV) venv --quiet --python 3.11 $(VENV)
 	$(UV) pip sync --quiet --python $(PY) requirements.txt requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps --no-build-isolation --editable .
 	@touch $@
 
-venv: $(VENV)/.synced  ## create or update .venv from the lock files
+venv: $(VENV)/.synced  ## create or update .venv from the lock files, with Sluice installed editable (`sluice`)
 
 # The drift benchmark's baseline (Evidently 0.7, which needs pandas<3) runs in its own env; rebuilt when its pins change.
 BENCH_ENV := .bench-env
@@ -84,8 +87,8 @@ lint: venv  ## ruff, the import contracts (.importlinter), model configs, and ev
 	$(PY) -m sluice.airflow.dagcheck
 	$(VENV)/bin/mypy
 
-suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans
-	$(PY) -m sluice suite $(MODEL)
+suite: venv  ## infer a GX suite from known-good partitions: make suite MODEL=loans [FROM=YYYY-MM-DD] [TO=YYYY-MM-DD]
+	$(PY) -m sluice suite $(MODEL) $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 compose-env: venv  ## write .env with random secrets for docker-compose
 	$(PY) -m sluice.stack.compose_env --output .env

@@ -76,7 +76,7 @@ def main() -> bool:
     from sluice.features.pipeline import build_features
     from sluice.registry.artifact import model_dir_sha256
     from sluice.registry.mlflow_registry import pip_requirements
-    from sluice.stack.embedded import Settings, stop_process
+    from sluice.runtime import Settings, stop_process
     from sluice.training.model import feature_columns, fit, predict_scores
 
     cfg = get_model_config("loans")

@@ -44,7 +44,7 @@ NEEDS_AIRFLOW_DB = ("airflow", "dags")  # the e2e/browser stacks run a database 
 
 def start_or_kill(proc, ready, what: str, timeout: float) -> None:
     """Wait for a server process to answer; kill it (and say so) if it dies or stays silent."""
-    from sluice.stack.embedded import wait_until
+    from sluice.runtime import wait_until
 
     try:
         wait_until(lambda: ready() or proc.poll() is not None, what, timeout)
@@ -56,7 +56,7 @@ def start_or_kill(proc, ready, what: str, timeout: float) -> None:
 
 
 def http_ok(url: str) -> bool:
-    from sluice.stack.embedded import http_ok as ok
+    from sluice.runtime import http_ok as ok
 
     return ok(url)
 
@@ -98,7 +98,7 @@ def _airflow_env(settings) -> dict[str, str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from sluice.stack.embedded import Settings
+    from sluice.runtime import Settings
 
     if not _is_worker(config):
         os.environ[RUN_ID] = uuid.uuid4().hex
@@ -109,7 +109,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave no server behind that this run started (the controller, once every worker is done)."""
     if _is_worker(config):
         return
-    from sluice.stack.embedded import Settings, stop_postgres
+    from sluice.runtime import Settings
+    from sluice.stack.embedded import stop_postgres
 
     settings = Settings.from_env()
     marker = _started_by(settings)
@@ -134,7 +135,8 @@ def _home_lock(settings, name: str):
 @pytest.fixture(scope="session")
 def postgres():
     """The test home's PostgreSQL, started on first use (under a second once initialised)."""
-    from sluice.stack.embedded import Settings, ensure_postgres, postgres_uri
+    from sluice.runtime import Settings
+    from sluice.stack.embedded import ensure_postgres, postgres_uri
 
     settings = Settings.from_env()
     with _home_lock(settings, "postgres"):

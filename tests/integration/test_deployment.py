@@ -24,8 +24,8 @@ from sluice.lake import Lake, LocalStorage
 from sluice.registry import ledger
 from sluice.registry.artifact import release_of
 from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
+from sluice.runtime import Settings, running_pid
 from sluice.serving.client import LoadLoop
-from sluice.stack.embedded import Settings, running_pid
 from sluice.training.model import feature_columns, fit
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def target(cfg, tmp_path):
     yield t
     t.undeploy()
     for pid_file in (settings.run_dir).glob("*.pid"):
-        from sluice.stack.embedded import stop_process
+        from sluice.runtime import stop_process
 
         stop_process(settings, pid_file.stem)
 

@@ -44,6 +44,21 @@ def _date(s: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {s!r}") from None
 
 
+def _prog() -> str:
+    """``sluice`` when run as the console script, ``python -m sluice`` when run as a module."""
+    return "python -m sluice" if Path(sys.argv[0]).name == "__main__.py" else "sluice"
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _day(p: argparse.ArgumentParser, flag: str, help: str, required: bool = False) -> None:
+    """A --from (dest ``start``) or --to (dest ``end``) day argument."""
+    dest = {"--from": "start", "--to": "end"}[flag]
+    p.add_argument(flag, dest=dest, type=_date, required=required, metavar="YYYY-MM-DD", help=help)
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     try:
         args.dir = args.dir or str(models_dir())
@@ -334,45 +349,96 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> None:
     # MLflow draws a progress bar for every artifact it fetches (the ledger, a gate decision): noise in a summary
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    ap = argparse.ArgumentParser(prog="python -m sluice", description="Sluice MLOps platform")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = argparse.ArgumentParser(
+        prog=_prog(),
+        description="Sluice MLOps platform: model configs, GX suites, demo data, the registry, drift and replay.",
+        epilog=_examples(
+            "sluice config check",
+            "sluice suite loans --from 2025-01-01 --to 2025-01-14",
+            "sluice replay loans --from 2025-01-01 --to 2025-03-01",
+            "sluice <command> --help          # the arguments of one command, with examples",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="command")
 
-    p = sub.add_parser("config", help="model configs")
-    p.add_argument("action", choices=["check"])
-    p.add_argument("--dir", default=None, help="default: $SLUICE_MODELS_DIR or include/models")
+    def command(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=_examples(*examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = command("config", "check every model config (schema, imports, DAG ids)", "sluice config check")
+    p.add_argument("action", choices=["check"], help="check: validate every model YAML and print its DAG ids")
+    p.add_argument("--dir", default=None, help="folder of model YAMLs (default: $SLUICE_MODELS_DIR or include/models)")
     p.set_defaults(fn=cmd_config_check)
 
-    p = sub.add_parser("suite", help="infer a GX suite from known-good landing partitions")
-    p.add_argument("model")
-    p.add_argument("--from", dest="start", type=_date)
-    p.add_argument("--to", dest="end", type=_date)
+    p = command(
+        "suite",
+        "infer a GX suite from known-good landing partitions (review it, then commit it)",
+        "sluice suite loans",
+        "sluice suite loans --from 2025-01-01 --to 2025-01-14 --output /tmp/loans_raw.json",
+    )
+    p.add_argument("model", help="model name: include/models/<model>.yaml")
+    _day(p, "--from", "first partition day (inclusive)")
+    _day(p, "--to", "last partition day (inclusive)")
     p.add_argument("--margin", type=float, default=0.25, help="relative padding of numeric ranges (default 0.25)")
     p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
     p.add_argument("--output", help="write here instead of include/expectations/<suite>.json")
-    p.add_argument("--include-quarantined", action="store_true")
+    p.add_argument(
+        "--include-quarantined", action="store_true", help="also learn from partitions that have a quarantine record"
+    )
     p.set_defaults(fn=cmd_suite)
 
-    p = sub.add_parser("generate", help="write demo landing and label partitions into the lake")
-    p.add_argument("model")
-    p.add_argument("--from", dest="start", type=_date, required=True)
-    p.add_argument("--days", type=int, default=30)
+    p = command(
+        "generate",
+        "write demo landing and label partitions into the lake (seeded, offline)",
+        "sluice generate loans --from 2025-01-01 --days 30",
+        "sluice generate loans --from 2025-01-01 --scenario include/scenarios/loans_demo.yaml --lake /tmp/lake",
+    )
+    p.add_argument("model", help="model name whose dataset is generated (a demo model: loans, flights)")
+    _day(p, "--from", "first day", required=True)
+    p.add_argument("--days", type=int, default=30, help="how many days from --from (default 30)")
     p.add_argument("--scenario", help="scenario YAML (shifts, corruptions)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--lake")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7): the same seed writes the same data")
+    p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
     p.set_defaults(fn=cmd_generate)
 
-    p = sub.add_parser("demo", help="run the loop on the embedded stack")
-    p.add_argument("--days", type=int, default=30)
+    p = command(
+        "demo",
+        "run the loop on the embedded stack (starts what is not running) and print a summary",
+        "sluice demo --days 30",
+    )
+    p.add_argument("--days", type=int, default=30, help="days of data to run through the loop (default 30)")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("models", help="registry aliases: history, rollback")
-    p.add_argument("action", choices=["history", "rollback"])
-    p.add_argument("model")
+    p = command(
+        "models",
+        "registry aliases: who moved the champion when and why; roll back to the previous champion",
+        "sluice models history loans",
+        "sluice models history loans --json",
+        "sluice models rollback loans",
+        "(needs MLFLOW_TRACKING_URI, e.g. http://127.0.0.1:5000 of `make up`)",
+    )
+    p.add_argument(
+        "action",
+        choices=["history", "rollback"],
+        help="history: every alias move; rollback: redeploy the previous champion in one step",
+    )
+    p.add_argument("model", help="model name: include/models/<model>.yaml")
     p.add_argument("--json", action="store_true", help="history as JSON")
     p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
     p.set_defaults(fn=cmd_models)
 
-    p = sub.add_parser("drift", help="drift of a parquet partition against a reference profile or parquet")
+    p = command(
+        "drift",
+        "drift of a parquet partition against a reference profile or parquet, per feature and overall",
+        "sluice drift --reference reference_profile.json --current part.parquet",
+        "sluice drift --reference train.parquet --current part.parquet --config include/models/loans.yaml --json",
+    )
     p.add_argument("--reference", required=True, help="reference_profile.json, or a parquet file to profile")
     p.add_argument("--current", required=True, help="the parquet partition to check")
     p.add_argument("--config", help="model YAML: its features and monitoring settings (default: infer, defaults)")
@@ -380,10 +446,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", action="store_true", help="the full result as JSON")
     p.set_defaults(fn=cmd_drift)
 
-    p = sub.add_parser("replay", help="backtest monitoring on history: drift alarms, retrainings, gate decisions")
-    p.add_argument("model")
-    p.add_argument("--from", dest="start", type=_date, required=True)
-    p.add_argument("--to", dest="end", type=_date, required=True)
+    p = command(
+        "replay",
+        "backtest monitoring on history: drift alarms, retrainings and gate decisions it would have raised",
+        "sluice replay loans --from 2025-01-01 --to 2025-03-01",
+        "sluice replay loans --from 2025-01-01 --to 2025-03-01 --set persistence.k=3 --json /tmp/replay.json",
+    )
+    p.add_argument("model", help="model name: include/models/<model>.yaml")
+    _day(p, "--from", "first day", required=True)
+    _day(p, "--to", "last day (inclusive)", required=True)
     p.add_argument("--train-days", type=int, default=28, help="days that train the first champion (default 28)")
     p.add_argument("--json", help="write the whole result (every day, alarm, retraining) to this file")
     p.add_argument("--lake", help="lake root to land into and read (default: a temporary directory, removed after)")

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from sluice.lake import Lake
 from sluice.registry.artifact import ArtifactMismatch, fetch_release
 from sluice.runtime import Settings, free_port, stop_process
 from sluice.serving.client import ServerClient
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +62,30 @@ def sample_records(cfg: ModelConfig, lake: Lake, n: int, seed: int = 0) -> tuple
     )
     cols = feature_columns(cfg)
     rows = frame[cols].sample(n=min(n, len(frame)), random_state=seed)
-    return json.loads(rows.to_json(orient="records", date_format="iso")), ds.isoformat()
+    return json_records(rows), ds.isoformat()
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame as the JSON records a client sends: a missing value (NaN, NaT, None) becomes null, a
+    timestamp an ISO string. The one conversion for every request infra validation makes: a model server
+    refuses NaN (``must be finite``), so a record that holds it can never be sent as it is."""
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return records
 
 
 def input_example_records(model_dir: Path) -> list[dict[str, Any]]:
-    """The input example MLflow stored with the model (pandas split orient) as records."""
+    """The input example MLflow stored with the model (pandas split orient, missing values as NaN) as
+    records, through :func:`json_records`, so a missing value is sent as null."""
+    import pandas as pd
+
     path = model_dir / "input_example.json"
     if not path.exists():
         return []
     data = json.loads(path.read_text())
     if isinstance(data, dict) and "columns" in data and "data" in data:
-        return [dict(zip(data["columns"], row, strict=True)) for row in data["data"]]
-    if isinstance(data, list):
-        return data
+        return json_records(pd.DataFrame(data["data"], columns=data["columns"]))
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return json_records(pd.DataFrame.from_records(data))
     raise DeploymentError(f"{path}: unrecognised input example layout {sorted(data) if isinstance(data, dict) else ''}")
 
 

@@ -8,7 +8,9 @@ needs (the id, the timestamp when present, the model's inputs). Each batch is sc
 file, not by the partition.
 
 Every output row carries ``score`` (float64), ``model_version`` and ``model_run_id``, next to the id and
-timestamp it was scored for. The output is deterministic: the same partition and model give the same bytes,
+timestamp it was scored for. The manifest's meta ``unknown_categories`` counts, per categorical input, the
+values the model never saw (``sluice.serving.categories``; ``{}`` when there were none), counted in the
+calling thread while the workers score. The output is deterministic: the same partition and model give the same bytes,
 so a rerun writes the same keys and the same ``content_sha256``. Row groups are cut at a fixed
 ``ROW_GROUP_ROWS`` whatever ``batch_rows`` is, so the batch size changes memory and speed, not the file;
 the parquet footer holds the schema and the writer's version, never a time.
@@ -34,6 +36,7 @@ import io
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -46,6 +49,7 @@ from threadpoolctl import ThreadpoolController
 
 from sluice.config import ModelConfig
 from sluice.lake import Lake, ds_str, sha256
+from sluice.serving.categories import known_categories, unknown_counts
 from sluice.training.model import feature_columns, predict_scores
 
 log = logging.getLogger(__name__)
@@ -225,6 +229,8 @@ def score_partition(
             f"run the features DAG {cfg.dag_id('features')} for ds={ds_str(ds)} first"
         )
     inputs = _model_inputs(cfg, model)
+    known = {c: cats for c, cats in known_categories(model).items() if c in inputs}
+    unknown: Counter[str] = Counter()
     out: _RowGroupWriter | None = None
     keep: list[str] = []
     rows = batches = 0
@@ -271,6 +277,8 @@ def score_partition(
             while batch is not None:
                 scores = scorer.start(batch)
                 following = next(reader, None)  # decoded while the workers score
+                if known:
+                    unknown.update(unknown_counts(batch.select(list(known)).to_pandas(), known))
                 emit(batch, scores())
                 batch = following
     if out is None:
@@ -284,6 +292,7 @@ def score_partition(
         "feature_set": fs,
         "features_content_sha256": features_manifest["content_sha256"],
         "batch_rows": batch_rows,
+        "unknown_categories": dict(sorted(unknown.items())),
     }
     manifest = lake.publish(ZONE, cfg.name, ds, {".parquet": data}, meta=meta)
     seconds = time.perf_counter() - t0
@@ -316,6 +325,7 @@ def score_partition(
         "features_content_sha256": features_manifest["content_sha256"],
         "model_version": model_version,
         "model_run_id": run_id,
+        "unknown_categories": meta["unknown_categories"],
     }
 
 

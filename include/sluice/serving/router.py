@@ -22,12 +22,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sluice.serving.headers import UNKNOWN_HEADER, VERSION_HEADER
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 log = logging.getLogger("sluice.serving.router")
 
 _FORWARD_HEADERS = ("content-type", "content-length", "accept")
+#: Headers of the model server's answer passed on to the client (the version, the unknown-category counts).
+_ANSWER_HEADERS = ("content-type", VERSION_HEADER.lower(), UNKNOWN_HEADER.lower())
 _RETRIES = 3
 
 
@@ -89,7 +93,7 @@ def create_router(state_file: Path) -> Starlette:
                 await asyncio.sleep(0.05 * (attempt + 1))
                 live = state.get(force=True)
                 continue
-            out = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "x-sluice-model-version")}
+            out = {k: v for k, v in resp.headers.items() if k.lower() in _ANSWER_HEADERS}
             return Response(resp.content, status_code=resp.status_code, headers=out)
         return JSONResponse({"error": "the model server behind this address did not answer; see its log"}, 502)
 

@@ -8,6 +8,7 @@ and never coerces: a string is not a number, a boolean is not a number, a number
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,17 +39,31 @@ def request_schema(cfg: ModelConfig) -> tuple[FieldSpec, ...]:
     return (*(FieldSpec(c, "number") for c in f.numeric), *(FieldSpec(c, "string") for c in f.categorical))
 
 
+#: At most this many characters of a refused value are quoted back in an error.
+SHOWN_CHARS = 60
+
+
+def _show(value: Any) -> str:
+    """A refused value as the error quotes it: its repr, cut short (a value can be as long as the body)."""
+    if isinstance(value, (list, dict)):
+        return "[...]" if isinstance(value, list) else "{...}"  # may nest hundreds deep: never repr'd whole
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+
+
 def _type_error(value: Any, spec: FieldSpec) -> str | None:
     if value is None:
         return None if spec.nullable else "must not be null"
     if spec.kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"must be a JSON number, got {type(value).__name__} {value!r}"
+            return f"must be a JSON number, got {type(value).__name__} {_show(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"must be finite, got {value!r}"
+        if isinstance(value, int) and abs(value) > sys.float_info.max:  # exact: an int compares without rounding
+            return f"must be within the float range (about ±1.8e308), got an integer of {value.bit_length()} bits"
         return None
     if not isinstance(value, str):
-        return f"must be a JSON string, got {type(value).__name__} {value!r}"
+        return f"must be a JSON string, got {type(value).__name__} {_show(value)}"
     return None
 
 

@@ -192,15 +192,38 @@ def scrub_logs(s: Settings) -> list[Path]:
     return scrubbed
 
 
+def connections(s: Settings) -> dict[str, str]:
+    """The Airflow connections of the embedded stack (``AIRFLOW_CONN_*``): MLflow, the SMTP sink, AWS.
+
+    Connections come from the environment, never from the UI or the repository's DAGs; this is the one place
+    their defaults are written (the stack's processes, ``make`` targets, the tests and ``env`` all get them
+    from :func:`airflow_env`). A variable already set in the environment wins, e.g. a real SMTP relay.
+    """
+    defaults = {
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": s.mlflow_url,
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": s.smtp_port,
+                "extra": {"disable_tls": True, "disable_ssl": True, "from_email": "sluice@localhost"},
+            }
+        ),
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": {"region_name": "us-east-1"}}),
+    }
+    return {name: os.environ.get(name, value) for name, value in defaults.items()}
+
+
 def airflow_env(s: Settings | None = None) -> dict[str, str]:
-    """The ``AIRFLOW__*`` settings of the embedded default, derived from the running database.
+    """The ``AIRFLOW__*`` settings of the embedded default, derived from the running database, and the
+    connections (:func:`connections`).
 
     One function serves the stack, the demo and the tests, so all three run the same configuration.
-    Connections (``AIRFLOW_CONN_*``) are not here: the Makefile exports them.
     """
     s = s or Settings.from_env()
     sec = _secrets(s)
     return {
+        **connections(s),
         "SLUICE_HOME": str(s.home),
         "SLUICE_LAKE": s.lake,
         "AIRFLOW_HOME": str(s.airflow_home),
@@ -531,7 +554,11 @@ def main(argv: list[str] | None = None) -> None:
         if left:
             print(f"{len(left)} stray process(es) of this stack outside its services: `make down` stops them")
     elif args.cmd == "env":
-        for k, v in airflow_env(s).items():
+        try:
+            env = airflow_env(s)
+        except RuntimeError as exc:  # PostgreSQL is not running: say so, and print no half environment
+            sys.exit(f"env: {exc}")
+        for k, v in env.items():
             print(f"export {k}={json.dumps(v)}")
     elif args.cmd == "clean":
         down(s)

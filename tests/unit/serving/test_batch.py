@@ -234,3 +234,17 @@ def test_batch_rows_and_workers_must_be_positive(cfg, lake, model) -> None:
     with pytest.raises(ValueError, match="workers=0"):
         score(cfg, lake, model, workers=0)
     assert 1 <= batch.default_workers() <= batch.MAX_DEFAULT_WORKERS
+
+
+def test_categories_the_model_never_saw_are_counted_in_the_manifest(cfg, lake, tmp_path, model) -> None:
+    assert score(cfg, lake, model)["unknown_categories"] == {}  # the generated day holds only known values
+    feats = features_frame(cfg, lake)
+    feats.loc[feats.index[:7], "region"] = "atlantis"
+    feats.loc[feats.index[3:5], "channel"] = "carrier pigeon"
+    feats.loc[feats.index[5:9], "purpose"] = None  # missing: imputed, never unknown
+    odd = Lake(LocalStorage(tmp_path / "odd"))
+    meta = manifest_meta(feats, cfg, {})
+    odd.publish("features", cfg.features.feature_set, DS, {".parquet": to_parquet_bytes(feats)}, meta)
+    summary = score(cfg, odd, model, batch_rows=4, workers=2)  # counted across batches
+    man = odd.manifest("predictions", cfg.name, DS)
+    assert man["unknown_categories"] == summary["unknown_categories"] == {"channel": 2, "region": 7}

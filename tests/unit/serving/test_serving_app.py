@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 
 import pandas as pd
 import pytest
@@ -27,8 +28,19 @@ def frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def client(frame) -> TestClient:
-    return TestClient(create_app(fit(CFG, frame), CFG, model_version="3", max_body_bytes=20_000, max_rows=5))
+def model(frame):
+    return fit(CFG, frame)
+
+
+@pytest.fixture(scope="module")
+def client(model) -> TestClient:
+    return TestClient(create_app(model, CFG, model_version="3", max_body_bytes=20_000, max_rows=5))
+
+
+@pytest.fixture(scope="module")
+def roomy(model) -> TestClient:
+    """The server's default limits (1 MB, 1000 rows): room for the bodies a parser chokes on."""
+    return TestClient(create_app(model, CFG, model_version="4"), raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -133,3 +145,103 @@ def test_the_answer_names_the_version_in_a_header(client, record) -> None:
     r = post(client, {"records": [record, record]})
     assert r.status_code == 200 and r.headers["X-Sluice-Model-Version"] == "3"
     assert len(r.json()["predictions"]) == 2
+
+
+def raw(client, body: bytes | str):
+    return client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
+
+
+def _record_body(record: dict, field: str, literal: str) -> str:
+    """A one-record body with ``field``'s value written as a raw JSON literal (json.dumps cannot write these)."""
+    return json.dumps({"records": [{**record, field: "__HOLE__"}]}).replace('"__HOLE__"', literal)
+
+
+DEEP = 10_000
+MALFORMED = [
+    ("10,000 nested arrays", lambda r: "[" * DEEP + "]" * DEEP, 400, "nests arrays or objects deeper"),
+    ("10,000 nested objects", lambda r: '{"a":' * DEEP + "1" + "}" * DEEP, 400, "nests arrays or objects deeper"),
+    (
+        "10,000 nested arrays in a field",
+        lambda r: _record_body(r, "age", "[" * DEEP + "]" * DEEP),
+        400,
+        "nests arrays or objects deeper",
+    ),
+    ("10**400 for a number", lambda r: _record_body(r, "age", str(10**400)), 422, "records[0].age: must be within"),
+    ("-10**400 for a number", lambda r: _record_body(r, "age", str(-(10**400))), 422, "must be within the float"),
+    ("a 5,000-digit number", lambda r: _record_body(r, "age", "9" * 5000), 400, "more than 4300 digits"),
+    ("a 5,000-digit category", lambda r: _record_body(r, "region", "9" * 5000), 400, "more than 4300 digits"),
+    (
+        "10**400 for a category",
+        lambda r: _record_body(r, "region", str(10**400)),
+        422,
+        "must be a JSON string, got int",
+    ),
+    ("1e400 overflows to inf", lambda r: _record_body(r, "age", "1e400"), 422, "must be finite, got inf"),
+    ("-Infinity literal", lambda r: _record_body(r, "age", "-Infinity"), 422, "must be finite, got -inf"),
+    ("500 nested arrays", lambda r: _record_body(r, "age", "[" * 500 + "]" * 500), 422, "got list [...]"),
+    ("an object for a category", lambda r: _record_body(r, "region", '{"a": 1}'), 422, "got dict {...}"),
+    ("a long string for a number", lambda r: _record_body(r, "age", json.dumps("x" * 50_000)), 422, "xxx..."),
+    ("not UTF-8", lambda r: b'{"records": [\xff\xfe]}', 400, "not valid JSON"),
+    ("empty body", lambda r: b"", 400, "not valid JSON"),
+    ("null", lambda r: "null", 422, 'exactly one key "records", got NoneType'),
+    ("records null", lambda r: '{"records": null}', 422, "non-empty list"),
+]
+
+
+@pytest.mark.parametrize(("kind", "make", "status", "needle"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_a_body_the_parser_chokes_on_gets_a_4xx_json_error(roomy, record, kind, make, status, needle) -> None:
+    r = raw(roomy, make(record))
+    assert r.status_code == status, (kind, r.status_code, r.text[:300])
+    assert needle in r.json()["error"], r.json()
+    assert "Traceback" not in r.text and len(r.text) < 2_000, r.text[:300]
+
+
+ODD_VALUES = [None, True, False, 0, -1, 1.5, 1e308, "", "x", " ", "1.5", [], {}, [1], {"a": 1}, 10**30]
+ODD_LITERALS = ["NaN", "Infinity", "1e999", str(10**400), "9" * 4301, "[" * 2000 + "]" * 2000, '"\\ud800"']
+
+
+def test_no_malformed_body_gets_a_5xx(roomy, record) -> None:
+    """Every field swapped for every odd value and literal, and truncations and byte flips of a valid body:
+    a 200 or a 4xx with the JSON error shape, never a 5xx."""
+    bodies: list[str | bytes] = []
+    for field in record:
+        bodies += [json.dumps({"records": [{**record, field: v}]}) for v in ODD_VALUES]
+        bodies += [_record_body(record, field, lit) for lit in ODD_LITERALS]
+    valid = json.dumps({"records": [record, record]}).encode()
+    rng = random.Random(13)
+    bodies += [valid[: rng.randrange(len(valid))] for _ in range(60)]
+    for _ in range(120):
+        flipped = bytearray(valid)
+        flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        bodies.append(bytes(flipped))
+    answers = [(body, raw(roomy, body)) for body in bodies]
+    bad = [(str(body)[:120], r.status_code, r.text[:120]) for body, r in answers if r.status_code >= 500]
+    assert not bad, bad
+    shapeless = [
+        (str(body)[:120], r.text[:120]) for body, r in answers if r.status_code != 200 and "error" not in r.json()
+    ]
+    assert not shapeless, shapeless
+    assert {r.status_code for _, r in answers} >= {200, 400, 422}
+
+
+def test_an_unknown_category_is_scored_and_counted(model, record) -> None:
+    client = TestClient(create_app(model, CFG, model_version="5"))
+    known = post(client, {"records": [record]})
+    assert known.status_code == 200 and "X-Sluice-Unknown-Categories" not in known.headers
+    rows = [
+        {**record, "region": "atlantis"},
+        {**record, "region": "atlantis", "channel": "carrier pigeon"},
+        {**record, "region": None},  # missing is imputed, never unknown
+    ]
+    r = post(client, {"records": rows})
+    assert r.status_code == 200 and len(r.json()["predictions"]) == 3
+    assert r.headers["X-Sluice-Unknown-Categories"] == "channel=1,region=2"
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'sluice_unknown_category_values_total{model="loans",version="5",column="region"} 2' in text
+    assert 'sluice_unknown_category_values_total{model="loans",version="5",column="channel"} 1' in text
+    assert 'sluice_rows_scored_total{model="loans",version="5"} 4' in text
+    assert 'sluice_requests_total{model="loans",version="5",status="200"} 2' in text
+    post(client, {"records": []})
+    assert 'status="422"} 1' in client.get("/metrics").text
