@@ -53,7 +53,9 @@ class ConfigError(ValueError):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    # use_attribute_docstrings: the docstring under a field is its description, which the generated config
+    # reference (docs/config-reference.md, ``python -m sluice config reference``) prints next to it.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, use_attribute_docstrings=True)
 
 
 Name = Annotated[str, Field(pattern=_NAME)]
@@ -61,39 +63,57 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
 class DatasetConfig(_Frozen):
-    """The raw landing data: ``<lake>/landing/<name>/ds=YYYY-MM-DD/``."""
+    """The raw events a producer lands: ``<lake>/landing/<name>/ds=YYYY-MM-DD/`` holds the data files of one
+    day, then an empty ``_SUCCESS`` marker; a partition without ``_SUCCESS`` is still being written."""
 
     name: Name
+    """The dataset's folder under ``landing/``."""
     format: Literal["parquet", "csv"] = "parquet"
+    """The data files' format (every file of a partition is read and concatenated)."""
     id_column: str
+    """A column unique per event, without nulls; the validation suite checks it, the labels join on it."""
     timestamp_column: str
-    # The sensor gives up after this long; landing data is usually late, not missing.
+    """The event time; every value must lie inside its partition's day."""
     wait_timeout_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)] = 6 * 60
+    """The landing sensor gives up after this long (landing data is usually late, not missing)."""
 
 
 class LabelsConfig(_Frozen):
-    """Ground truth arriving ``delay_days`` after the events, in ``<lake>/labels/<dataset>/ds=D/``."""
+    """Ground truth, landed like events: the labels of the events of day D in
+    ``<lake>/labels/<dataset>/ds=D+delay_days/`` with ``_SUCCESS``, one row per event (see "Labels" above)."""
 
     dataset: Name
+    """The labels' folder under ``labels/``."""
     column: str
+    """The label column (0/1 for classification, a number for regression)."""
     delay_days: Annotated[int, Field(ge=0, le=365)]
+    """Days between an event and its label: labels of event day D land in ``ds = D + delay_days``."""
     join_key: str
+    """The column the labels share with the events (usually ``dataset.id_column``)."""
 
 
 class TransformConfig(_Frozen):
     """One pure feature transform, ``fn(df, **params) -> df``, named by dotted path."""
 
     fn: Annotated[str, Field(pattern=_DOTTED)]
+    """``package.module:function`` (``sluice.features.transforms`` holds the generic ones)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of ``fn``."""
 
 
 class FeaturesConfig(_Frozen):
+    """The feature partition ``features/<feature_set>/ds=D`` built from a validated landing partition."""
+
     feature_set: Name
+    """The feature partitions' folder under ``features/`` (bump the suffix when the features change)."""
     transforms: tuple[TransformConfig, ...] = ()
+    """Applied in order to the landing frame before the columns below are selected."""
     numeric: tuple[str, ...]
+    """Numeric model inputs (nulls imputed with the training median)."""
     categorical: tuple[str, ...] = ()
-    # Columns carried into the feature partition untouched (id, timestamp, slice keys).
+    """Categorical model inputs (one-hot; nulls are a category of their own, rare values pooled)."""
     passthrough: tuple[str, ...] = ()
+    """Columns carried into the feature partition untouched (id, timestamp, slice keys)."""
 
     @model_validator(mode="after")
     def _disjoint(self) -> FeaturesConfig:
@@ -106,22 +126,30 @@ class FeaturesConfig(_Frozen):
 
 
 class ValidationConfig(_Frozen):
+    """The GX suite every landing partition must pass before it is published (else quarantined)."""
+
     suite: Name
-    # A partition bigger than this is validated in one pass anyway; the knob bounds the detailed
-    # evidence pass on failure (GX COMPLETE results grow with the row count).
+    """``include/expectations/<suite>.json``, proposed by ``sluice suite MODEL`` and reviewed."""
     evidence_sample_rows: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Failing values kept as evidence per failed expectation (a partition is validated in one pass anyway)."""
 
 
 class EstimatorConfig(_Frozen):
+    """The scikit-learn-style estimator, behind the platform's preprocessing (impute, one-hot)."""
+
     class_path: Annotated[str, Field(pattern=_DOTTED)]
+    """Dotted path of a class with ``fit`` (e.g. ``sklearn.ensemble.HistGradientBoostingClassifier``)."""
     params: dict[str, Any] = Field(default_factory=dict)
+    """Constructor arguments; ``random_state`` defaults to ``training.seed`` when the class takes one."""
 
 
 class SplitConfig(_Frozen):
     """Time-based split: the oldest share trains, the newest tests."""
 
     validation: Fraction = 0.15
+    """Share of the window (after the training rows, in time) held out for validation."""
     test: Fraction = 0.15
+    """Share of the window (the newest rows) the gate compares candidate and champion on."""
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
@@ -131,14 +159,24 @@ class SplitConfig(_Frozen):
 
 
 class TrainingConfig(_Frozen):
+    """Which labelled feature partitions train a candidate, and how (``sluice init`` sizes the window)."""
+
     window_days: Annotated[int, Field(ge=1, le=3650)]
+    """Days of labelled feature partitions in a training snapshot, ending at the run's ``end_ds``.
+    ``sluice init`` drafts enough days for about 5,000 rows (14 to 90 days)."""
     min_new_partitions: Annotated[int, Field(ge=1)] = 1
+    """A scheduled retrain runs only when this many labelled partitions arrived since the last one."""
     min_rows: Annotated[int, Field(ge=1)] = 1000
-    # The training-set suite's bounds on the share of positive labels (classification).
+    """The training-set suite refuses a snapshot with fewer rows. ``sluice init`` drafts half the rows of a
+    window at the observed volume."""
     positive_share: tuple[Fraction, Fraction] = (0.01, 0.99)
+    """The training-set suite's bounds on the share of positive labels (classification)."""
     seed: int = 0
+    """Seeds the estimator (``random_state``) and the bootstrap: a rerun gives the same model."""
     split: SplitConfig = SplitConfig()
+    """How the window is split in time."""
     estimator: EstimatorConfig
+    """The model class and its parameters."""
 
 
 class ApprovalConfig(_Frozen):
@@ -147,62 +185,103 @@ class ApprovalConfig(_Frozen):
     fails red like FAIL."""
 
     enabled: bool = True
+    """Ask a person on INCONCLUSIVE; false: INCONCLUSIVE fails like FAIL."""
     timeout_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
+    """How long the run waits for an answer before it counts as Reject."""
 
 
 class GateConfig(_Frozen):
     """Thresholds for promotion. An empty gate is a failure at run time, never a silent pass."""
 
     primary_metric: str
+    """The metric the comparative rules (non-inferiority, improvement, slices) judge; listed in ``metrics``."""
     metrics: tuple[str, ...]
+    """Metrics computed on the test split and recorded with the decision."""
     floors: dict[str, float] = Field(default_factory=dict)
+    """Absolute limits, metric -> value: a floor for higher-is-better metrics, a ceiling for the others
+    (log_loss, brier, rmse, mae). The only rules a first model (no champion) is judged by."""
     non_inferiority_margin: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """The candidate may be at most this much worse than the champion on the primary metric (bootstrap
+    interval: entirely above -margin PASS, entirely below FAIL, else INCONCLUSIVE)."""
     min_improvement: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """The candidate must beat the champion by more than this (same interval logic)."""
     slice_columns: tuple[str, ...] = ()
+    """Columns whose every value is a slice the candidate must not regress on."""
     slice_max_regression: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Largest regression of the primary metric on any slice (champion - candidate)."""
     max_model_mb: Annotated[float, Field(gt=0)] | None = None
+    """Budget on the pickled model's size, MiB."""
     max_latency_ms: Annotated[float, Field(gt=0)] | None = None
+    """Budget on the in-process single-row predict p95 measured at training, ms."""
     bootstrap_samples: Annotated[int, Field(ge=100, le=100_000)] = 1000
+    """Paired bootstrap resamples of the test split for the comparative rules' intervals."""
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    """Two-sided confidence of those intervals."""
     approval: ApprovalConfig = ApprovalConfig()
+    """Who decides an INCONCLUSIVE gate."""
 
 
 class InfraValidationConfig(_Frozen):
     """The budget a version must meet in a fresh serving process before anything is pushed."""
 
     sample_rows: Annotated[int, Field(ge=1, le=10_000)] = 200
+    """Rows of the latest feature partition sent one request each (schema and latency)."""
     max_latency_ms_p95: Annotated[float, Field(gt=0)] = 50.0
+    """p95 of those single-row HTTP requests (best of up to 3 rounds), ms. 50 is a fixed fallback sized for
+    the demo on an idle machine; ``sluice init`` drafts it from the model: 5 x the in-process single-row p95
+    of a model fitted on the landed rows + 50 ms of HTTP (``sluice.onboarding.draft.latency_budget_ms``)."""
     max_memory_mb: Annotated[float, Field(gt=0)] = 1024.0
+    """Peak resident memory (VmHWM) of the serving process, MB."""
     startup_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    """The server must answer /ping with the version within this long."""
 
 
 class LocalTargetConfig(_Frozen):
     """A model server on 127.0.0.1; ``port`` is the stable address (``$SLUICE_SERVING_PORT_<MODEL>`` overrides)."""
 
     port: Annotated[int, Field(ge=1024, le=65535)] = 8600
+    """The stable address clients call; blue/green servers run behind it."""
     drain_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
+    """In-flight requests get this long on the old server after the switch."""
 
 
 class SageMakerTargetConfig(_Frozen):
     """A SageMaker real-time endpoint; the model artifact is uploaded to ``artifact_uri`` as model.tar.gz."""
 
     endpoint_name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
+    """The endpoint updated in place (UpdateEndpoint)."""
     role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
+    """The execution role SageMaker assumes."""
     image_uri: Annotated[str, Field(min_length=1)]
+    """The serving container image."""
     artifact_uri: Annotated[str, Field(pattern=r"^s3://[^/]+(/.*)?$")]
+    """Where model.tar.gz is uploaded."""
     region: str = "us-east-1"
+    """AWS region of the endpoint."""
     instance_type: str = "ml.m5.large"
+    """Instance type of the production variant."""
     instance_count: Annotated[int, Field(ge=1)] = 1
+    """Instances of the production variant."""
     wait_timeout_s: Annotated[float, Field(gt=0)] = 1800.0
+    """The deploy task (deferred to the triggerer) waits this long for InService."""
     poll_interval_s: Annotated[float, Field(gt=0)] = 30.0
+    """How often the trigger asks for the endpoint's status."""
 
 
 class DeployConfig(_Frozen):
+    """Where a champion serves, and the checks before and after it does."""
+
     target: Literal["local", "sagemaker", "batch"] = "batch"
+    """``batch``: scored by the batch-inference DAG only; ``local``: a model server on this host;
+    ``sagemaker``: a real-time endpoint (needs the ``sagemaker`` section)."""
     infra_validation: InfraValidationConfig = InfraValidationConfig()
+    """The budget checked in a fresh serving process before any deployment."""
     smoke_rows: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Rows sent to the live address after a deployment; a failure rolls back."""
     local: LocalTargetConfig = LocalTargetConfig()
+    """Settings of the ``local`` target."""
     sagemaker: SageMakerTargetConfig | None = None
+    """Settings of the ``sagemaker`` target."""
 
     @model_validator(mode="after")
     def _target_section(self) -> DeployConfig:
@@ -214,7 +293,10 @@ class DeployConfig(_Frozen):
 
 
 class AlertsConfig(_Frozen):
+    """Who is mailed: quarantines, gate decisions, failed deployments, drift and decay."""
+
     emails: tuple[Annotated[str, Field(pattern=_EMAIL)], ...]
+    """At least one recipient."""
 
     @field_validator("emails")
     @classmethod
@@ -228,7 +310,9 @@ class PersistenceConfig(_Frozen):
     """Drift must show in ``k`` of the last ``n`` intervals before it counts (1 of 1: the first interval)."""
 
     k: Annotated[int, Field(ge=1, le=365)] = 1
+    """Intervals out of the last ``n`` that must show it."""
     n: Annotated[int, Field(ge=1, le=365)] = 1
+    """The intervals looked back over."""
 
     @model_validator(mode="after")
     def _k_within_n(self) -> PersistenceConfig:
@@ -240,14 +324,16 @@ class PersistenceConfig(_Frozen):
 class PerformanceConfig(_Frozen):
     """Live performance once labels arrive: decay when ``metric`` is ``max_drop`` worse than the champion's test."""
 
-    # None: the gate's primary metric.
     metric: str | None = None
-    # Absolute, in the metric's units (0.05 of roc_auc; for log_loss an increase of 0.05).
+    """The live metric; null: the gate's primary metric."""
     max_drop: Annotated[float, Field(gt=0)] = 0.05
-    # Fewer labelled rows than this: too few to judge, never a decay.
+    """Absolute, in the metric's units (0.05 of roc_auc; for log_loss an increase of 0.05)."""
     min_rows: Annotated[int, Field(ge=1)] = 500
-    # Decay must show in k of the last n labelled intervals before it starts a retrain (1 of 1: the first).
+    """Fewer labelled rows in an interval than this: too few to judge, never a decay. 500 is a fixed fallback
+    sized for the demo (about 1,000 rows a day); ``sluice init`` drafts 80% of a median interval's labelled rows
+    (at least 30), so that an ordinary interval is judged and a thin one is not."""
     persistence: PersistenceConfig = PersistenceConfig()
+    """Decay must show in k of the last n labelled intervals before it starts a retrain (1 of 1: the first)."""
 
 
 class MonitoringConfig(_Frozen):
@@ -265,53 +351,82 @@ class MonitoringConfig(_Frozen):
     """
 
     alpha: Fraction = 0.01
+    """Significance level of the per-feature tests, after the multiple-testing correction."""
     correction: Literal["holm", "bh"] = "holm"
+    """Multiple-testing correction over the features: Holm (family-wise) or Benjamini-Hochberg (FDR)."""
     psi_threshold: Annotated[float, Field(gt=0)] = 0.2
+    """A feature's population stability index from which it drifts (with a significant test)."""
     effect_size_floor: Annotated[float, Field(gt=0)] = 0.2
+    """Smallest mean shift of a numeric feature that counts, in reference standard deviations."""
     share_shift_floor: Fraction = 0.05
+    """Smallest move of a category's share that counts."""
     unseen_share_threshold: Fraction = 0.05
-    # 0.05: one feature with 5% of the importance suffices (and one of up to 20 equally weighted ones).
+    """Share of rows with categories the reference never saw from which a feature drifts."""
     min_drifted_weight: Annotated[float, Field(gt=0, le=1)] = 0.05
+    """Share of the feature importance the drifted features must carry for the interval to drift (0.05: one
+    feature with 5% of the importance suffices, and one of up to 20 equally weighted ones)."""
     prediction_psi_threshold: Annotated[float, Field(gt=0)] = 0.2
-    # A numeric feature (or the scores) whose mean moved between the reference's intervals by at least
-    # effect_size_floor sd is "clustered" (its rows share e.g. an hourly reading): it drifts only when the
-    # interval's mean lies this many sd of the reference's interval means away from their mean. Live
-    # performance uses the same band: a decay must also exceed this many sd of the test intervals' metric.
+    """PSI of the score distribution from which the interval drifts whatever the features do."""
     interval_z_threshold: Annotated[float, Field(gt=0)] = 3.0
+    """A numeric feature (or the scores) whose mean moved between the reference's intervals by at least
+    effect_size_floor sd is "clustered" (its rows share e.g. an hourly reading): it drifts only when the
+    interval's mean lies this many sd of the reference's interval means away from their mean. Live
+    performance uses the same band: a decay must also exceed this many sd of the test intervals' metric."""
     persistence: PersistenceConfig = PersistenceConfig()
-    # After a retrain, no drift-triggered retrain for this many days.
+    """Drift must show in k of the last n intervals before a retrain starts."""
     cooldown_days: Annotated[int, Field(ge=0, le=365)] = 3
+    """After a retrain, no drift-triggered retrain for this many days."""
     performance: PerformanceConfig = PerformanceConfig()
-    # Extra days to wait after labels.delay_days before judging live performance (late labels).
+    """Live performance once the labels arrive."""
     label_wait_days: Annotated[int, Field(ge=0, le=365)] = 1
-    # Features the drift check leaves out, with the reason shown in every report, e.g.
-    # {origin_event_count: "a count of today's events, a new value every day by design"}. Calendar parts of the
-    # timestamp that cannot vary within one interval (dayofweek of a daily model) are left out without listing.
+    """Extra days to wait after labels.delay_days before judging live performance (late labels)."""
     exclude_features: dict[str, Annotated[str, Field(min_length=1)]] = {}
+    """Features the drift check leaves out, with the reason shown in every report, e.g.
+    {origin_event_count: "a count of today's events, a new value every day by design"}. Calendar parts of the
+    timestamp that cannot vary within one interval (dayofweek of a daily model) are left out without listing."""
 
 
 class ModelConfig(_Frozen):
+    """One model: ``include/models/<name>.yaml`` (or ``$SLUICE_MODELS_DIR``), five DAGs ``<name>_<kind>``."""
+
     name: Name
+    """The model's name: DAG ids, the registered model, lake folders."""
     owner: str
+    """The team that owns the model (shown in mails and the UI)."""
     description: str = ""
+    """One line on what the model predicts."""
     task: Literal["classification", "regression"]
+    """Binary classification (label 0/1, scores are probabilities) or regression."""
     schedule: str = "@daily"
+    """A cron expression or an Airflow preset; one data interval is one partition ``ds``."""
     start_date: dt.date
+    """The first data interval."""
     end_date: dt.date | None = None
-    # Off by default: history is loaded with backfills (UI or `airflow backfill create`). With catchup on,
-    # a scheduled run colliding with a backfill run on the same logical date stops Airflow 3.3's scheduler
-    # from creating runs for the DAG (unique key on dag_id + logical_date); see docs/architecture.md.
+    """The last data interval (null: open-ended)."""
     catchup: bool = False
+    """Off by default: history is loaded with backfills (UI or `airflow backfill create`). With catchup on,
+    a scheduled run colliding with a backfill run on the same logical date stops Airflow 3.3's scheduler
+    from creating runs for the DAG (unique key on dag_id + logical_date); see docs/architecture.md."""
     tags: tuple[str, ...] = ()
+    """Airflow DAG tags."""
     dataset: DatasetConfig
+    """The landed events."""
     labels: LabelsConfig
+    """The landed ground truth and how it joins."""
     features: FeaturesConfig
+    """How a validated landing partition becomes model inputs."""
     validation: ValidationConfig
+    """The landing partitions' GX suite."""
     training: TrainingConfig
+    """The training window and the estimator."""
     gate: GateConfig
+    """Promotion thresholds."""
     deploy: DeployConfig = DeployConfig()
+    """Serving target and its checks."""
     alerts: AlertsConfig
+    """Mail recipients."""
     monitoring: MonitoringConfig = MonitoringConfig()
+    """Drift and live-performance settings."""
 
     @field_validator("schedule")
     @classmethod

@@ -1,6 +1,8 @@
 """``python -m sluice``: the command line of the platform.
 
 config check          validate every model config (including imports)
+config reference      print the config reference (docs/config-reference.md) generated from the config models
+init MODEL            draft include/models/MODEL.yaml from landed partitions (--dataset) and their labels
 suite MODEL           infer a GX suite from known-good landing partitions (for review, then commit)
 generate MODEL        write demo landing + label partitions into the lake (seeded, offline)
 demo                  run the loop on the embedded stack and print a summary
@@ -60,6 +62,8 @@ def _day(p: argparse.ArgumentParser, flag: str, help: str, required: bool = Fals
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    if args.action == "reference":
+        return cmd_config_reference(args)
     try:
         args.dir = args.dir or str(models_dir())
         configs = load_model_configs(args.dir)
@@ -72,6 +76,41 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     if not configs:
         print(f"no model configs in {args.dir}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from sluice.onboarding.reference import render
+
+    sys.stdout.write(render())
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from sluice.lake import open_lake
+    from sluice.onboarding.draft import OnboardingError, config_path, draft, write_draft
+
+    lake = open_lake(args.lake)
+    output = Path(args.output) if args.output else None
+    try:
+        config_path(args.model, output, force=args.force)  # refuse before the work, not after
+        d = draft(
+            lake,
+            args.model,
+            args.dataset,
+            labels_dataset=args.labels,
+            measure_latency=not args.no_latency,
+            owner=args.owner,
+            email=args.email or "",
+        )
+        out = write_draft(d, output, force=args.force)
+    except OnboardingError as exc:
+        print(f"init: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(d.notes))
+    if d.left_out:
+        print("left out: " + "; ".join(f"{c} ({why})" for c, why in d.left_out.items()))
+    print(f"wrote {out}: review it (every key: docs/config-reference.md), then `sluice suite {args.model}`")
     return 0
 
 
@@ -371,10 +410,40 @@ def main(argv: list[str] | None = None) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    p = command("config", "check every model config (schema, imports, DAG ids)", "sluice config check")
-    p.add_argument("action", choices=["check"], help="check: validate every model YAML and print its DAG ids")
+    p = command(
+        "config",
+        "check every model config (schema, imports, DAG ids), or print the config reference",
+        "sluice config check",
+        "sluice config reference > docs/config-reference.md",
+    )
+    p.add_argument(
+        "action",
+        choices=["check", "reference"],
+        help="check: validate every model YAML and print its DAG ids; reference: print every config key (Markdown)",
+    )
     p.add_argument("--dir", default=None, help="folder of model YAMLs (default: $SLUICE_MODELS_DIR or include/models)")
     p.set_defaults(fn=cmd_config_check)
+
+    p = command(
+        "init",
+        "draft include/models/MODEL.yaml from landed partitions and their labels (review it, then `suite`)",
+        "sluice init lfs --dataset loans_full_schema --labels lfs_labels --lake /tmp/lake",
+        "sluice init lfs --dataset loans_full_schema --output /tmp/lfs.yaml --no-latency",
+    )
+    p.add_argument("model", help="the new model's name (lower case, digits, _)")
+    p.add_argument("--dataset", required=True, help="the landing dataset: landing/DATASET/ds=YYYY-MM-DD/")
+    p.add_argument("--labels", help="the labels dataset (default: the one labels dataset holding the id column)")
+    p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
+    p.add_argument("--output", help="write here instead of $SLUICE_MODELS_DIR or include/models/MODEL.yaml")
+    p.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    p.add_argument("--owner", default="data-science", help="the owning team (default data-science)")
+    p.add_argument("--email", help="alert recipient (default MODEL-oncall@example.com)")
+    p.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="skip fitting a model to measure its latency (keeps the fixed 50 ms serving budget)",
+    )
+    p.set_defaults(fn=cmd_init)
 
     p = command(
         "suite",
