@@ -19,14 +19,18 @@ EXIT_MISMATCH = 3
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sluice.serving.server", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", required=True, help="model name: include/models/<model>.yaml")
     ap.add_argument("--config", type=Path, help="the model config as JSON (default: include/models/<model>.yaml)")
-    ap.add_argument("--version", required=True)
-    ap.add_argument("--model-dir", required=True, type=Path)
-    ap.add_argument("--sha256", required=True)
-    ap.add_argument("--port", required=True, type=int)
-    ap.add_argument("--max-rows", type=int, default=1000)
-    ap.add_argument("--max-body-bytes", type=int, default=1_000_000)
+    ap.add_argument("--version", required=True, help="the registry version served (answered in X-Sluice-Model-Version)")
+    ap.add_argument("--model-dir", required=True, type=Path, help="the MLflow model directory of that version")
+    ap.add_argument(
+        "--sha256", required=True, help="the model file's sha256 recorded at training: checked before loading"
+    )
+    ap.add_argument("--port", required=True, type=int, help="port on 127.0.0.1")
+    ap.add_argument("--max-rows", type=int, default=1000, help="records per request at most (default 1000; more: 413)")
+    ap.add_argument(
+        "--max-body-bytes", type=int, default=1_000_000, help="request body size at most (default 1000000; more: 413)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("sluice.serving.server")

@@ -14,7 +14,7 @@ scheduler and triggerer run with ``--skip-serve-logs``: their log servers bind e
 and with the LocalExecutor the API server reads task logs straight from the shared log folder, so nothing
 listens beyond 127.0.0.1.
 
-Usage: ``python -m sluice.stack.embedded {up,down,status,env,services}``.
+Usage: ``python -m sluice.stack.embedded {up,down,status,env,clean}`` (``--help`` for each).
 """
 
 from __future__ import annotations
@@ -532,7 +532,11 @@ def main(argv: list[str] | None = None) -> None:
     p_up.add_argument("--services", default=",".join(SERVICES), help="comma-separated subset of services")
     sub.add_parser("down", help="stop every process that `up` started")
     sub.add_parser("status", help="show which services run, by PID file")
-    sub.add_parser("env", help="print shell exports to use the airflow CLI against the stack")
+    sub.add_parser(
+        "env",
+        help="print shell exports (AIRFLOW__*, AIRFLOW_CONN_*, MLFLOW_TRACKING_URI, PATH) to use the airflow CLI "
+        'against the running stack: eval "$(.venv/bin/python -m sluice.stack.embedded env)"',
+    )
     sub.add_parser("clean", help="stop everything and delete the state folder")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
