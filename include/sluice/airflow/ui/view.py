@@ -179,10 +179,11 @@ def approval_task(dag_id: str) -> str | None:
 
 
 def _candidates_html(
-    model: str, candidates: list[dict[str, Any]], links: _Links, approval: Callable[[str], str | None] = approval_task
+    model: str, candidates: list[dict[str, Any]], links: _Links, approval: Callable[[str], str | None] | None = None
 ) -> str:
     """The latest training runs; one waiting for a person links to the approval task of its DAG run
-    (``approval``: the task id of a DAG's approval task, :func:`approval_task`)."""
+    (``approval``: the task id of a DAG's approval task; :func:`approval_task` by default)."""
+    approval = approval or approval_task
     if not candidates:
         return "<p>No training run yet.</p>"
     rows = []
