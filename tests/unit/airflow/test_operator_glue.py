@@ -356,3 +356,47 @@ def test_set_champion_reads_its_upstreams_by_the_task_ids_it_is_given(monkeypatc
             "evidence": "file:///r.json",
         }
     ]
+
+
+def test_a_failed_smoke_test_rolls_back_to_the_previous_champion_and_mails_it(lake_dir, outbox, monkeypatch) -> None:
+    from sluice.airflow.deployment_operators import SmokeTestOperator
+    from sluice.deployment import job
+    from sluice.deployment.targets import Endpoint, Release
+
+    previous = Release("loans", "3", "models:/loans/3", "cd" * 32, "r3")
+    looked_up: list[Any] = []
+
+    def previous_release(registry: Any, model: str, version: Any) -> Release:
+        looked_up.append(version)
+        return previous
+
+    deployed: list[str] = []
+
+    def deploy(release: Release) -> Endpoint:
+        deployed.append(release.version)
+        return Endpoint("local", "loans", release.version, "http://127.0.0.1:9/")
+
+    monkeypatch.setattr(job, "smoke_test", lambda *a: {"passed": False, "problems": ["v4 answered as v3"]})
+    monkeypatch.setattr(job, "previous_release", previous_release)
+    op = SmokeTestOperator(task_id="smoke_test", model="loans", resolve_task="resolve_release")
+    op.registry = "registry"
+    op.target = SimpleNamespace(
+        deploy=deploy, current=lambda: Endpoint("local", "loans", deployed[-1], "http://127.0.0.1:9/")
+    )
+    ti = FakeTI({("resolve_release", "return_value"): {**PLAN, "champion": "3"}}, task_id="smoke_test")
+    with pytest.raises(AlertedFailure, match="v4: smoke test failed; v4 answered as v3"):
+        op.execute(context(ti))
+    assert looked_up == ["3"] and deployed == ["3"], "the champion of the plan is redeployed"
+    ((alert, _),) = outbox
+    assert "rolled back: v3 serves" in alert.text and "Still serving: v3 at http://127.0.0.1:9/" in alert.text
+
+
+def test_batch_scoring_without_a_champion_fails_saying_what_to_run() -> None:
+    from sluice.airflow.deployment_operators import BatchScoreOperator
+
+    op = BatchScoreOperator(task_id="score", model="loans", ds=DS)
+    op.registry = FakeRegistry(None)
+    with pytest.raises(
+        AirflowFailException, match=f"no 'champion' yet, so ds={DS} cannot be scored: deploy one with loans_deployment"
+    ):
+        op.execute(context(FakeTI(task_id="score")))
