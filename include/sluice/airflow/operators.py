@@ -244,13 +244,27 @@ class GateOperator(_TrainingOperator):
             )
             return record
         links = {"Airflow task log": context["ti"].log_url, **mlflow_links(self.registry, cfg.name, trained["run_id"])}
-        alert = gate_alert(cfg.name, decision, links, candidate=f"run {trained['run_id'][:8]}")
+        alert = gate_alert(
+            cfg.name, decision, links, candidate=f"run {trained['run_id'][:8]}", champion=self.serving_champion(cfg)
+        )
         try:
             self.alert_hook.send(alert, cfg.alerts.emails)
         except Exception as exc:
             raise AirflowFailException(f"gate {value} (and the alert email failed: {exc})") from exc
         failing = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failing_rules)
         raise AlertedFailure(f"{cfg.name}: gate {value}, champion untouched. {failing}")
+
+    def serving_champion(self, cfg: Any) -> str | None:
+        """The version the registry's ``champion`` alias names now (the mail says who keeps serving); None when
+        there is none, or when the registry cannot say (the mail then names no champion rather than fail)."""
+        from sluice.registry.mlflow_registry import CHAMPION
+
+        try:
+            current = self.registry.by_alias(cfg.name, CHAMPION)
+        except Exception:
+            self.log.exception("could not read the champion of %s for the gate mail", cfg.name)
+            return None
+        return None if current is None else str(current.version)
 
 
 class ApprovePromotionOperator(ApprovalOperator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,16 +83,54 @@ def data_quality_alert(
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>"), steps)
 
 
-def gate_alert(model: str, decision: Any, links: Mapping[str, str], *, candidate: str) -> Alert:
-    """ "Why not promoted": the decision, candidate vs champion, the failing rules with their numbers."""
+def gate_alert(
+    model: str, decision: Any, links: Mapping[str, str], *, candidate: str, champion: str | None = None
+) -> Alert:
+    """ "Why not promoted": the decision, candidate vs champion, the failing rules with their numbers.
+
+    ``champion`` is the version the registry's ``champion`` alias names now (None: there is none). A gate
+    judged without a champion's metrics although one serves (the training-set suite failed, so nothing was
+    compared) names that champion and says why it was not compared, instead of "no champion yet".
+    """
     from sluice.evaluation.report import render_html, render_text
 
-    champ = decision.champion_metrics is not None
-    label = "current champion" if champ else "none (first model)"
+    shown = _with_registry_champion(decision, champion)
+    if decision.champion_metrics is not None:
+        label = "current champion"  # the one evaluation compared with
+    elif champion is not None:
+        label = f"v{champion} (serving, not compared: {_not_compared(decision)})"
+    else:
+        label = "none (first model)"
     subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
-    text = render_text(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
-    html_body = render_html(decision, model=model, candidate_label=candidate, champion_label=label, links=links)
-    return _with_steps(Alert(subject, text, html_body), gate_next_steps(model, decision))
+    text = render_text(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
+    html_body = render_html(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
+    return _with_steps(Alert(subject, text, html_body), gate_next_steps(model, decision, champion=champion))
+
+
+def _not_compared(decision: Any) -> str:
+    """Why a gate decision holds no champion metrics while a champion serves."""
+    if any(r.rule == "training_suite" for r in decision.failing_rules):
+        return "the training-set suite failed, so the candidate was not evaluated"
+    return "the evaluation compared the candidate with no champion"
+
+
+def _with_registry_champion(decision: Any, champion: str | None) -> Any:
+    """The decision as the mail shows it: when a champion serves (``champion``, from the registry) but the gate
+    had no champion to compare with, its "no champion yet" notes and rule details say instead that the serving
+    champion was not compared, and why; otherwise the decision itself."""
+    from sluice.evaluation.gate import NO_CHAMPION_NOTE
+
+    if champion is None or decision.has_champion:
+        return decision
+    why = f"champion v{champion} serves but was not compared: {_not_compared(decision)}"
+
+    def reword(text: str) -> str:
+        if text == NO_CHAMPION_NOTE:
+            return why
+        return f"{why}; {text.removeprefix('no champion yet and ')}" if text.startswith("no champion yet") else text
+
+    rules = tuple(dataclasses.replace(r, detail=reword(r.detail)) for r in decision.rules)
+    return dataclasses.replace(decision, has_champion=True, notes=tuple(reword(n) for n in decision.notes), rules=rules)
 
 
 #: what would change a failing rule's verdict, by rule name (a ``floor:<metric>`` rule uses ``floor``)
@@ -115,14 +154,18 @@ _RULE_FIX = {
 }
 
 
-def gate_next_steps(model: str, decision: Any) -> list[str]:
-    """For a FAIL: one step per failing rule (what would change it), then how to retrain."""
+def gate_next_steps(model: str, decision: Any, *, champion: str | None = None) -> list[str]:
+    """For a FAIL: one step per failing rule (what would change it), then how to retrain. ``champion``: the
+    version serving now, if any (what the registry says, not what the gate compared with)."""
     steps = []
     for rule in decision.failing_rules:
         fix = _RULE_FIX.get(rule.rule.split(":", 1)[0], "see the rule's detail above")
         steps.append(f"{rule.rule}: {fix}.")
+    serving = f"the champion (v{champion}) keeps serving" if champion is not None else "the champion keeps serving"
+    if champion is None and not decision.has_champion:
+        serving = "no champion serves yet"
     steps.append(
-        f"Nothing is promoted and the champion keeps serving. To try again, trigger {model}_training "
+        f"Nothing is promoted and {serving}. To try again, trigger {model}_training "
         "(Trigger DAG; set force to train on the same data after a config change)."
     )
     return steps

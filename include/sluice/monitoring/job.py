@@ -2,16 +2,19 @@
 profile of the very model version that scored it, live performance once its labels arrive, and the
 feedback decision (retrain or not) with its evidence. The Airflow operators and sensors are thin wrappers.
 
-Reports: ``reports/<model>/drift/ds=D/{drift.json,drift.html}``, ``reports/<model>/performance/ds=D/
-performance.json`` and, when a retrain is started, ``reports/<model>/retrain/ds=D/retrain.json`` -- which
-is also the cooldown's memory, so a rerun of the same interval never starts a second retraining.
+The steps return typed results (:class:`~sluice.monitoring.drift.DriftResult`,
+:class:`~sluice.monitoring.performance.PerformanceResult`, :class:`~sluice.monitoring.policy.RetrainDecision`)
+and :mod:`sluice.monitoring.record` writes and reads the reports: ``reports/<model>/drift/ds=D/{drift.json,
+drift.html}``, ``reports/<model>/performance/ds=D/performance.json`` and, when a retrain is started,
+``reports/<model>/retrain/ds=D/retrain.json`` -- which is also the cooldown's memory, so a rerun of the same
+interval never starts a second retraining. What the functions here return is the JSON the operators pass on
+(XCom): the verdict's summary with the reports' URIs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,22 +23,34 @@ import numpy as np
 
 from sluice.config import ModelConfig
 from sluice.lake import Lake, ds_str
+from sluice.monitoring import record
+from sluice.monitoring.record import DRIFT, PERFORMANCE, RETRAIN
 from sluice.training.record import read_reference
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sluice.monitoring.drift import DriftResult
+
 log = logging.getLogger(__name__)
 
-DRIFT, PERFORMANCE, RETRAIN = "drift", "performance", "retrain"
+__all__ = [
+    "DRIFT",
+    "PERFORMANCE",
+    "RETRAIN",
+    "MonitoringError",
+    "check_drift",
+    "check_performance",
+    "decide_on_performance",
+    "decide_retrain",
+    "interval_chunks",
+    "record_retrain",
+    "serving_of",
+]
 
 
 class MonitoringError(RuntimeError):
     """Monitoring cannot judge this interval; the message says what is missing and what to run."""
-
-
-def report_prefix(cfg: ModelConfig, kind: str, ds: dt.date | str) -> str:
-    return f"reports/{cfg.name}/{kind}/ds={ds_str(ds)}"
 
 
 def serving_of(cfg: ModelConfig, lake: Lake, ds: dt.date | str) -> dict[str, Any]:
@@ -90,7 +105,8 @@ def interval_chunks(
 def check_drift(
     cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str, *, links: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Drift of interval ``ds`` against the profile of the version that scored it; reports written either way."""
+    """Drift of interval ``ds`` against the profile of the version that scored it; reports written either way.
+    Returns the summary the DAG passes on (:func:`drift_summary`)."""
     from sluice.monitoring.drift import DriftAccumulator, checked_features, feature_rows
     from sluice.monitoring.report import render_drift_html
 
@@ -99,62 +115,48 @@ def check_drift(
     acc = DriftAccumulator(ref.profile, *checked_features(cfg))
     for frame, scores in interval_chunks(cfg, lake, ds, acc.columns):
         acc.update(frame, scores)
-    result = acc.result(cfg.monitoring, ref.importances)
-    result.update(ds=ds_str(ds), model=cfg.name, model_version=serving["model_version"])
-    prefix = report_prefix(cfg, DRIFT, ds)
+    result = acc.verdict(cfg.monitoring, ref.importances).of_interval(ds_str(ds), cfg.name, serving["model_version"])
+    view = result.to_dict()  # the page shows what drift.json holds
     charts = {
         name: (s["distribution"]["labels"], s["distribution"]["reference"], s["distribution"]["current"] or [])
-        for name, s in [*result["features"].items(), ("prediction", result.get("prediction") or {})]
+        for name, s in [*result.features.items(), ("prediction", result.prediction or {})]
         if s.get("distribution") and s["distribution"].get("current") is not None
     }
     title = f"{cfg.name} drift, ds={ds_str(ds)}, against the reference of v{serving['model_version']}"
-    page = render_drift_html(title, result, feature_rows(result), charts, links)
-    lake.put_files(prefix, {"drift.json": json.dumps(result, indent=1).encode(), "drift.html": page.encode()})
-    try:
-        registry.client.log_dict(serving["model_run_id"], result, f"monitoring/drift/ds={ds_str(ds)}/drift.json")
-        registry.client.log_text(serving["model_run_id"], page, f"monitoring/drift/ds={ds_str(ds)}/drift.html")
-    except Exception:  # the lake copy is the record; MLflow is a convenience
-        log.exception("could not log the drift report of ds=%s to MLflow", ds_str(ds))
-    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], result["reason"])
+    page = render_drift_html(title, view, feature_rows(view), charts, links)
+    report_json, report_html = record.write_drift(lake, cfg.name, result, page)
+    record.log_drift(registry, serving["model_run_id"], result, page)
+    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], result.reason)
+    return drift_summary(result, report_json, report_html)
+
+
+def drift_summary(result: DriftResult, report_json: str, report_html: str) -> dict[str, Any]:
+    """What the drift check passes on (XCom ``drift``, the retrain mail): the verdict without the statistics, and
+    where its reports are."""
     return {
-        "ds": ds_str(ds),
-        "drift": result["drift"],
-        "reason": result["reason"],
-        "reasons": result["reasons"],
-        "drifted_features": result["drifted_features"],
-        "model_version": serving["model_version"],
-        "rows": result["rows"],
-        "report_json": lake.uri(f"{prefix}/drift.json"),
-        "report_html": lake.uri(f"{prefix}/drift.html"),
+        "ds": result.ds,
+        "drift": result.drift,
+        "reason": result.reason,
+        "reasons": result.reasons,
+        "drifted_features": result.drifted_features,
+        "model_version": result.model_version,
+        "rows": result.rows,
+        "report_json": report_json,
+        "report_html": report_html,
     }
-
-
-def _reports(cfg: ModelConfig, lake: Lake, kind: str) -> Iterator[tuple[dt.date, dict[str, Any]]]:
-    name = {DRIFT: "drift.json", PERFORMANCE: "performance.json", RETRAIN: "retrain.json"}[kind]
-    for key in sorted(lake.list(f"reports/{cfg.name}/{kind}")):
-        if key.endswith(f"/{name}"):
-            ds = dt.date.fromisoformat(key.split("/ds=")[1].split("/")[0])
-            yield ds, json.loads(lake.read(key))
-
-
-def last_retrain(cfg: ModelConfig, lake: Lake, before: dt.date) -> dt.date | None:
-    days = [d for d, _ in _reports(cfg, lake, RETRAIN) if d < before]
-    return days[-1] if days else None
-
-
-def _prior_retrain(cfg: ModelConfig, lake: Lake, day: dt.date) -> dict[str, Any] | None:
-    """The retrain record of interval ``day``, if it started one."""
-    key = f"{report_prefix(cfg, RETRAIN, day)}/retrain.json"
-    return json.loads(lake.read(key)) if lake.storage.exists(key) else None
 
 
 def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mapping[str, Any]) -> dict[str, Any]:
     """Persistence (k of the last n intervals judged against the same version), the cooldown, once per interval:
-    :func:`sluice.monitoring.policy.retrain_on` over the drift reports in the lake."""
+    :func:`sluice.monitoring.policy.retrain_on` over the drift reports in the lake. ``drift`` is the interval's
+    :func:`drift_summary`."""
     from sluice.monitoring.policy import retrain_on
 
     day = dt.date.fromisoformat(ds_str(ds))
-    history = [{**r, "ds": d.isoformat()} for d, r in _reports(cfg, lake, DRIFT) if d < day]
+    history = [
+        {"ds": r.ds, "drift": r.drift, "model_version": r.model_version}
+        for r in record.drift_history(lake, cfg.name, day)
+    ]
     history.append({**drift, "ds": day.isoformat()})
     decision = retrain_on(
         "drift",
@@ -162,27 +164,22 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
         cfg.monitoring,
         version=drift["model_version"],
         today=day,
-        last_retrain=last_retrain(cfg, lake, day),
-        prior=_prior_retrain(cfg, lake, day),
+        last_retrain=record.last_retrain(lake, cfg.name, day),
+        prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()
 
 
 def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf: Mapping[str, Any]) -> dict[str, Any]:
     """Decay starts a retraining when it persists (``performance.persistence``), under the same cooldown, once per
-    interval: :func:`sluice.monitoring.policy.retrain_on` over the performance reports in the lake."""
+    interval: :func:`sluice.monitoring.policy.retrain_on` over the performance reports in the lake. ``perf`` is
+    the interval's :func:`check_performance` result."""
     from sluice.monitoring.policy import retrain_on
 
     day = dt.date.fromisoformat(ds_str(ds))
     history = [
-        {
-            "ds": d.isoformat(),
-            "decay": bool(r.get("decay")),
-            "status": r.get("status", "ok"),
-            "model_version": r.get("model_version"),
-        }
-        for d, r in _reports(cfg, lake, PERFORMANCE)
-        if d < day
+        {"ds": r.ds, "decay": r.decay, "status": r.status, "model_version": r.model_version}
+        for r in record.performance_history(lake, cfg.name, day)
     ]
     history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
     decision = retrain_on(
@@ -191,17 +188,24 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
         cfg.monitoring,
         version=perf.get("model_version"),
         today=day,
-        last_retrain=last_retrain(cfg, lake, day),
-        prior=_prior_retrain(cfg, lake, day),
+        last_retrain=record.last_retrain(lake, cfg.name, day),
+        prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()
 
 
+def _prior(lake: Lake, cfg: ModelConfig, day: dt.date) -> dict[str, Any] | None:
+    """The retrain record of interval ``day`` as the policy quotes it, if the interval started one."""
+    prior = record.read_retrain(lake, cfg.name, day)
+    return None if prior is None else prior.to_dict()
+
+
 def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str) -> dict[str, Any]:
-    """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric."""
+    """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric:
+    ``performance.json`` written; its JSON form plus ``report_json``, its URI."""
     import pandas as pd
 
-    from sluice.monitoring.performance import check_interval
+    from sluice.monitoring.performance import interval_performance
 
     serving = serving_of(cfg, lake, ds)
     ref = read_reference(registry, serving["model_run_id"])
@@ -211,25 +215,18 @@ def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date |
     if not files:
         raise MonitoringError(f"no labels for ds={ds_str(ds)} in labels/{cfg.labels.dataset}/ds={label_ds}")
     labels = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in files.values()])
-    live, check = check_interval(cfg, preds, labels, ref.test_metrics, ref.interval_metrics)
-    out = {
-        **check,
-        "ds": ds_str(ds),
-        "model_version": serving["model_version"],
-        "label_ds": label_ds.isoformat(),
-        "live_metrics": live,
-    }
-    key = f"{report_prefix(cfg, PERFORMANCE, ds)}/performance.json"
-    lake.put_files(key.rsplit("/", 1)[0], {"performance.json": json.dumps(out, indent=1).encode()})
-    out["report_json"] = lake.uri(key)
-    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], check["reason"])
-    return out
+    result = interval_performance(cfg, preds, labels, ref.test_metrics, ref.interval_metrics).of_interval(
+        ds_str(ds), serving["model_version"], label_ds.isoformat()
+    )
+    uri = record.write_performance(lake, cfg.name, result)
+    log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], result.reason)
+    return {**result.to_dict(), "report_json": uri}
 
 
 def record_retrain(
     cfg: ModelConfig, lake: Lake, ds: dt.date | str, *, source: str, reason: str, report: str, run_id: str
 ) -> dict[str, Any]:
     """Remember that interval ``ds`` started a retraining: the cooldown's memory and the idempotency key."""
-    record = {"ds": ds_str(ds), "source": source, "reason": reason, "report": report, "training_run_id": run_id}
-    lake.put_files(report_prefix(cfg, RETRAIN, ds), {"retrain.json": json.dumps(record, indent=1).encode()})
-    return record
+    rec = record.RetrainRecord(ds=ds_str(ds), source=source, reason=reason, report=report, training_run_id=run_id)
+    record.write_retrain(lake, cfg.name, rec)
+    return rec.to_dict()

@@ -15,13 +15,18 @@ checks; it shows here once its labels arrive (``labels.delay_days`` plus ``monit
   below the champion's test metric (its mean over the test set's intervals when it has them: what one
   interval scores), and only with at least ``performance.min_rows`` labelled rows.
 
-Results are JSON-safe and carry the reason in words.
+A judged interval is a :class:`PerformanceResult` (:func:`judge_performance`, :func:`interval_performance`);
+``to_dict`` is its JSON form (``performance.json`` in the lake, XCom) and ``from_dict`` reads it back.
+:func:`performance_check` and :func:`check_interval` give the JSON form directly. Results carry the reason in
+words.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -30,10 +35,75 @@ from sluice.config import ModelConfig, MonitoringConfig
 from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_better
 from sluice.evaluation.numbers import finite
 from sluice.monitoring.drift import MIN_REFERENCE_INTERVALS
+from sluice.monitoring.results import fields_from, json_form
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
 
-__all__ = ["check_interval", "join_labels", "live_metrics", "metric_for", "performance_check"]
+__all__ = [
+    "PerformanceResult",
+    "check_interval",
+    "interval_performance",
+    "join_labels",
+    "judge_performance",
+    "live_metrics",
+    "metric_for",
+    "performance_check",
+]
+
+#: set once monitoring knows which interval was judged, by which version, on which labels
+_IDENTITY = ("ds", "model_version", "label_ds", "live_metrics")
+
+
+@dataclass(frozen=True)
+class PerformanceResult:
+    """Whether one interval's live metric decayed against the serving version's test metric.
+
+    ``status`` is ``"decay"``, ``"ok"``, ``"too_few_rows"`` or ``"undefined"``; ``drop`` is positive when worse
+    (oriented by ``higher_is_better``); ``reference_kind`` is ``"per_interval"`` (the mean of the test set's
+    intervals, with ``noise_band``) or ``"pooled"``. ``ds``, ``model_version``, ``label_ds`` and
+    ``live_metrics`` (a :func:`live_metrics` result) are None until monitoring sets them (:meth:`of_interval`).
+    """
+
+    decay: bool
+    status: str
+    metric: str
+    live: float | None
+    reference: float | None
+    drop: float | None
+    max_drop: float
+    rows: int
+    min_rows: int
+    higher_is_better: bool
+    reference_kind: str
+    noise_band: float | None
+    reason: str
+    ds: str | None = None
+    model_version: str | None = None
+    label_ds: str | None = None
+    live_metrics: dict[str, Any] | None = None
+
+    def of_interval(
+        self, ds: str, model_version: str, label_ds: str, live: Mapping[str, Any] | None = None
+    ) -> PerformanceResult:
+        return dataclasses.replace(
+            self,
+            ds=ds,
+            model_version=model_version,
+            label_ds=label_ds,
+            live_metrics=dict(live) if live is not None else self.live_metrics,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``performance.json``); the identity only once it is set."""
+        return json_form(self, _IDENTITY)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PerformanceResult:
+        """A :meth:`to_dict` form read back (reports written before ``reference_kind`` read as pooled); a
+        missing field is a ValueError naming it."""
+        fields = fields_from(cls, data, "performance result", {*_IDENTITY, "reference_kind", "noise_band"})
+        fields["reference_kind"] = data.get("reference_kind", "pooled")
+        return cls(**fields)
 
 
 def metric_for(cfg: ModelConfig) -> str:
@@ -111,6 +181,21 @@ def performance_check(
     rows: int | None = None,
     per_interval: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The JSON form of :func:`judge_performance` (same arguments)."""
+    return judge_performance(
+        live, reference_metrics, settings, metric=metric, rows=rows, per_interval=per_interval
+    ).to_dict()
+
+
+def judge_performance(
+    live: Mapping[str, Any],
+    reference_metrics: Mapping[str, Any],
+    settings: MonitoringConfig | None = None,
+    *,
+    metric: str | None = None,
+    rows: int | None = None,
+    per_interval: Mapping[str, Any] | None = None,
+) -> PerformanceResult:
     """Whether the live metric decayed against the champion's test metric (``reference_metrics``).
 
     ``per_interval`` (the champion's ``interval_metric``: the metric on each scheduled interval of its test
@@ -123,10 +208,8 @@ def performance_check(
 
     ``live`` is a :func:`live_metrics` result (or a plain ``{metric: value}`` mapping with ``rows=`` given).
     The metric is ``metric``, else ``settings.performance.metric``, else the only metric in ``live``; pass
-    ``metric_for(cfg)`` to follow the config's default (the gate's primary metric). Result::
-
-        {"decay", "status": "decay" | "ok" | "too_few_rows" | "undefined", "metric", "live", "reference",
-         "drop" (positive = worse), "max_drop", "rows", "min_rows", "higher_is_better", "reason"}
+    ``metric_for(cfg)`` to follow the config's default (the gate's primary metric). See
+    :class:`PerformanceResult` for the result.
     """
     st = settings or MonitoringConfig()
     values = live["metrics"] if isinstance(live.get("metrics"), Mapping) else live
@@ -155,46 +238,47 @@ def performance_check(
         against = f"champion's mean over {k} test intervals" + (f", sd {spread:.4f}" if spread else "")
     max_drop, min_rows = st.performance.max_drop, st.performance.min_rows
     drop = None if cur is None or ref is None else (ref - cur if higher else cur - ref)
-    out: dict[str, Any] = {
-        "decay": False,
-        "status": "ok",
-        "metric": name,
-        "live": cur,
-        "reference": ref,
-        "drop": drop,
-        "max_drop": max_drop,
-        "rows": int(rows),
-        "min_rows": min_rows,
-        "higher_is_better": higher,
-        "reference_kind": kind,
-        "noise_band": band,
-    }
+    decay, status = False, "ok"
     worse = "dropped" if higher else "rose"
     if rows < min_rows:
-        out["status"] = "too_few_rows"
-        out["reason"] = f"not judged: {rows} labelled rows, fewer than the {min_rows} needed"
+        status = "too_few_rows"
+        reason = f"not judged: {rows} labelled rows, fewer than the {min_rows} needed"
     elif drop is None:
-        out["status"] = "undefined"
+        status = "undefined"
         which = "live" if cur is None else "reference"
-        out["reason"] = f"not judged: the {which} {name} is undefined (e.g. roc_auc with a single class)"
+        reason = f"not judged: the {which} {name} is undefined (e.g. roc_auc with a single class)"
     elif drop > max_drop + 1e-12 and band and drop < band:
-        out["reason"] = (
+        reason = (
             f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows: a drop of {drop:.4f} is "
             f"over {max_drop:g} but within {st.interval_z_threshold:g} sd of what single test intervals score "
             f"({band:.4f}): one interval's noise, not a worse model"
         )
     elif drop > max_drop + 1e-12:  # 0.80 - 0.75 is 0.05000000000000004: a drop of exactly max_drop is allowed
-        out["decay"], out["status"] = True, "decay"
-        out["reason"] = (
+        decay, status = True, "decay"
+        reason = (
             f"decay: {name} {worse} from {ref:.4f} ({against}) to {cur:.4f} on {rows} labelled rows, "
             f"a change of {drop:.4f} > {max_drop:g}"
         )
     else:
-        out["reason"] = (
+        reason = (
             f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows, "
             f"{'a drop' if drop > 0 else 'no drop'} of {max(drop, 0.0):.4f} <= {max_drop:g}"
         )
-    return out
+    return PerformanceResult(
+        decay=decay,
+        status=status,
+        metric=name,
+        live=cur,
+        reference=ref,
+        drop=drop,
+        max_drop=max_drop,
+        rows=int(rows),
+        min_rows=min_rows,
+        higher_is_better=higher,
+        reference_kind=kind,
+        noise_band=band,
+        reason=reason,
+    )
 
 
 def check_interval(
@@ -204,14 +288,26 @@ def check_interval(
     test_metrics: Mapping[str, Any],
     interval_metrics: Mapping[str, Mapping[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(live_metrics, performance_check)`` of one interval for model ``cfg``: its metric (:func:`metric_for`)
-    on the predictions whose labels arrived, against the serving version's test metric (``test_metrics``) and
-    its per-interval test metric (``interval_metrics``: metric -> ``{"metric", "mean", "std", "intervals"}``)."""
+    """``(live_metrics, performance_check)`` of one interval: :func:`interval_performance` as JSON."""
+    result = interval_performance(cfg, predictions, labels, test_metrics, interval_metrics)
+    return dict(result.live_metrics or {}), dataclasses.replace(result, live_metrics=None).to_dict()
+
+
+def interval_performance(
+    cfg: ModelConfig,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    test_metrics: Mapping[str, Any],
+    interval_metrics: Mapping[str, Mapping[str, Any]],
+) -> PerformanceResult:
+    """One interval for model ``cfg``: its metric (:func:`metric_for`) on the predictions whose labels arrived
+    (the result's ``live_metrics``), against the serving version's test metric (``test_metrics``) and its
+    per-interval test metric (``interval_metrics``: metric -> ``{"metric", "mean", "std", "intervals"}``)."""
     metric = metric_for(cfg)
     live = live_metrics(
         predictions, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
     )
-    check = performance_check(
+    check = judge_performance(
         live, test_metrics, cfg.monitoring, metric=metric, per_interval=interval_metrics.get(metric)
     )
-    return live, check
+    return dataclasses.replace(check, live_metrics=live)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -155,7 +156,34 @@ def _versions_html(model: str, versions: list[dict[str, Any]], links: _Links) ->
     )
 
 
-def _candidates_html(model: str, candidates: list[dict[str, Any]], links: _Links) -> str:
+#: the operator whose task asks a person to approve a promotion (``dags/training.py`` names its task)
+APPROVAL_OPERATOR = "ApprovePromotionOperator"
+
+
+def approval_task_of(dag: Any) -> str | None:
+    """The id of the task of ``dag`` (a DAG or a serialized DAG) that waits for a person's approval, as the DAG
+    file defines it; None when the DAG has none."""
+    found = [t.task_id for t in getattr(dag, "tasks", ()) if getattr(t, "task_type", None) == APPROVAL_OPERATOR]
+    return found[0] if found else None
+
+
+def approval_task(dag_id: str) -> str | None:
+    """:func:`approval_task_of` the serialized DAG ``dag_id`` (what the DAG processor parsed from the DAG file);
+    None when it cannot be read: the page then links to the DAG run, never to a guessed task."""
+    try:
+        from airflow.models.serialized_dag import SerializedDagModel
+
+        return approval_task_of(SerializedDagModel.get_dag(dag_id))
+    except Exception:  # a page shows what it can: no metadata database, a DAG not serialized yet
+        return None
+
+
+def _candidates_html(
+    model: str, candidates: list[dict[str, Any]], links: _Links, approval: Callable[[str], str | None] | None = None
+) -> str:
+    """The latest training runs; one waiting for a person links to the approval task of its DAG run
+    (``approval``: the task id of a DAG's approval task; :func:`approval_task` by default)."""
+    approval = approval or approval_task
     if not candidates:
         return "<p>No training run yet.</p>"
     rows = []
@@ -163,7 +191,10 @@ def _candidates_html(model: str, candidates: list[dict[str, Any]], links: _Links
         run = link(c["run_id"][:8], links.mlflow_run(c["experiment_id"], c["run_id"]), new_tab=True)
         dag_run = link(c["dag_run_id"], links.dag_run(c["dag_id"], c["dag_run_id"])) if c["dag_id"] else ""
         waiting = (
-            link("waiting for approval: decide", links.dag_run(c["dag_id"], c["dag_run_id"], "approve"))
+            link(
+                "waiting for approval: decide",
+                links.dag_run(c["dag_id"], c["dag_run_id"], approval(c["dag_id"]) or ""),
+            )
             if c["awaiting_approval"] and c["dag_id"]
             else ""
         )

@@ -35,7 +35,8 @@ Every result is JSON-safe (no NaN or infinity: undefined numbers are ``None``) a
 Where it lives: :mod:`.statistics` (PSI, chi-square, Welch, adjustment, importance weights), :mod:`.profiles`
 (the features a model checks, profiles of any frame, reading a profile file), :mod:`.accumulator` (the
 streamed current side and each feature's statistics), :mod:`.judging` (the verdicts) and :mod:`.wording`
-(reasons, labels, report rows).
+(reasons, labels, report rows). The verdict of an interval is a :class:`DriftResult`; ``result()`` gives its
+JSON form.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from sluice.monitoring.drift.accumulator import (
     DriftAccumulator,
     drift_from_parquet,
 )
+from sluice.monitoring.drift.judging import DriftResult
 from sluice.monitoring.drift.profiles import MIN_ID_ROWS, checked_features, infer_columns, profile_frame, read_profile
 from sluice.monitoring.drift.statistics import (
     PSI_EPS,
@@ -68,6 +70,7 @@ __all__ = [
     "ROW_KEYS",
     "TOP_UNSEEN",
     "DriftAccumulator",
+    "DriftResult",
     "adjust_pvalues",
     "checked_features",
     "chi2_homogeneity",

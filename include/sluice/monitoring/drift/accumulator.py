@@ -15,7 +15,7 @@ import pandas as pd
 
 from sluice.config import MonitoringConfig
 from sluice.evaluation.numbers import finite
-from sluice.monitoring.drift.judging import judge_interval
+from sluice.monitoring.drift.judging import DriftResult, judge_interval
 from sluice.monitoring.drift.profiles import check_entry
 from sluice.monitoring.drift.statistics import chi2_homogeneity, psi, welch_test
 from sluice.monitoring.drift.wording import bin_labels
@@ -190,7 +190,13 @@ class DriftAccumulator:
     def result(
         self, settings: MonitoringConfig | None = None, importances: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """The verdict for this interval (see the module doc); JSON-safe."""
+        """The JSON form of :meth:`verdict` (``drift.json`` without the interval's identity)."""
+        return self.verdict(settings, importances).to_dict()
+
+    def verdict(
+        self, settings: MonitoringConfig | None = None, importances: Mapping[str, Any] | None = None
+    ) -> DriftResult:
+        """The verdict for this interval (see the module doc)."""
         st = settings or MonitoringConfig()
         stats: dict[str, dict[str, Any]] = {}
         for c, num in self.numeric.items():

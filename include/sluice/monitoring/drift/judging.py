@@ -1,19 +1,73 @@
 """The verdicts of a drift check: which thresholds each feature crossed (adjusted p-value, effect floors, PSI,
 unseen values), and whether the interval drifted (drifted importance, the scores, unseen values).
+
+:class:`DriftResult` is the typed verdict of one interval; ``to_dict`` is its JSON form (``drift.json`` in the
+lake, what the Sluice view, the overview and the mails read) and ``from_dict`` reads it back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sluice.config import MonitoringConfig
 from sluice.evaluation.numbers import json_object
 from sluice.monitoring.drift.statistics import adjust_pvalues, feature_weights
 from sluice.monitoring.drift.wording import fmt_p, overall_reason
+from sluice.monitoring.results import fields_from, json_form
 from sluice.training.profile import (
     OTHER,
 )
+
+#: the interval's identity, set by monitoring once it knows which interval and version were judged
+_IDENTITY = ("ds", "model", "model_version")
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """The drift verdict of one interval (see :mod:`sluice.monitoring.drift`).
+
+    ``features`` and ``prediction`` hold each feature's (and the scores') statistics and verdict as JSON
+    objects: ``kind``, ``n``, ``psi``, ``p_value``, ``p_adjusted``, ``effect``, ``weight``, ``criteria``,
+    ``drifted``, ``reason``, ``distribution`` and the kind's own fields. ``ds``, ``model`` and ``model_version``
+    are None until monitoring sets them (:meth:`of_interval`).
+    """
+
+    drift: bool
+    reason: str
+    reasons: list[str]
+    rows: int
+    drifted_features: list[str]
+    drifted_weight: float
+    by_features: bool
+    by_unseen: list[str]
+    by_prediction: bool
+    weighting: str
+    features: dict[str, dict[str, Any]]
+    not_checked: dict[str, str]
+    prediction: dict[str, Any] | None
+    settings: dict[str, Any]
+    ds: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+
+    def of_interval(self, ds: str, model: str, model_version: str) -> DriftResult:
+        """The verdict, stamped with the interval, the model and the version whose reference it was judged by."""
+        return dataclasses.replace(self, ds=ds, model=model, model_version=model_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (strict JSON: undefined numbers are None); the identity only once it is set."""
+        return json_object(json_form(self, _IDENTITY))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftResult:
+        """A :meth:`to_dict` form (``drift.json``) read back (reports written before ``not_checked`` read as
+        leaving nothing out); a missing field is a ValueError naming it."""
+        fields = fields_from(cls, data, "drift result", {*_IDENTITY, "not_checked"})
+        fields["not_checked"] = dict(data.get("not_checked") or {})
+        return cls(**fields)
 
 
 def judge_feature(name: str, s: dict[str, Any], st: MonitoringConfig, psi_threshold: float) -> None:
@@ -87,8 +141,8 @@ def judge_interval(
     rows: int,
     st: MonitoringConfig,
     importances: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The interval's verdict from each feature's (and the scores') statistics; JSON-safe.
+) -> DriftResult:
+    """The interval's verdict from each feature's (and the scores') statistics.
 
     The p-values of all features and the scores are adjusted together; the weights are shares of the whole
     model's importance, ``not_checked`` features included.
@@ -116,23 +170,22 @@ def judge_interval(
     reasons = [stats[c]["reason"] for c in sorted(drifted, key=lambda c: -weights[c])]
     if by_prediction and pred is not None:
         reasons.append(pred["reason"])
-    return json_object(
-        {
-            "drift": drift,
-            "reason": overall_reason(
-                stats, pred, drifted, drifted_weight, by_features, by_prediction, by_unseen, weighting, st
-            ),
-            "reasons": reasons,
-            "rows": rows,
-            "drifted_features": drifted,
-            "drifted_weight": drifted_weight,
-            "by_features": by_features,
-            "by_unseen": by_unseen,
-            "by_prediction": by_prediction,
-            "weighting": weighting,
-            "features": stats,
-            "not_checked": not_checked,
-            "prediction": pred,
-            "settings": st.model_dump(mode="json"),
-        }
+    # the statistics hold numpy numbers and NaN: the result holds their JSON form, as drift.json will
+    return DriftResult(
+        drift=drift,
+        reason=overall_reason(
+            stats, pred, drifted, drifted_weight, by_features, by_prediction, by_unseen, weighting, st
+        ),
+        reasons=reasons,
+        rows=int(rows),
+        drifted_features=drifted,
+        drifted_weight=drifted_weight,
+        by_features=by_features,
+        by_unseen=by_unseen,
+        by_prediction=by_prediction,
+        weighting=weighting,
+        features=json_object(stats),
+        not_checked=dict(not_checked),
+        prediction=json_object(pred) if pred is not None else None,
+        settings=st.model_dump(mode="json"),
     )
