@@ -67,6 +67,8 @@ def test_model_page_renders_the_registry_escaped_and_serves_gate_evidence(regist
 
     cfg, registry, rid, waiting = registered
     monkeypatch.setattr(view, "_configs", lambda: ({cfg.name: cfg}, None))
+    # no Airflow DAG of this model name exists: its approval task is the one the training DAGs define
+    monkeypatch.setattr(view, "approval_task", lambda dag_id: "approve" if dag_id == f"{cfg.name}_training" else None)
     sluice_app.dependency_overrides[require_user] = lambda: "tester"
     try:
         client = TestClient(sluice_app, base_url="http://127.0.0.1")
