@@ -14,7 +14,10 @@ themselves are proven where latency is the subject:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 #: What a loaded 2-core test machine meets for a healthy model (the slowest p95 seen in CI was ~300 ms).
 SHARED_MACHINE_LATENCY_MS = 5000.0
@@ -26,6 +29,18 @@ def shared_machine_budgets(data: dict[str, Any]) -> dict[str, Any]:
     infra = data.setdefault("deploy", {}).setdefault("infra_validation", {})
     infra["max_latency_ms_p95"] = SHARED_MACHINE_LATENCY_MS
     return data
+
+
+def shared_machine_models(folder: Path, *names: str) -> Path:
+    """``folder`` holding the named repository model configs with a shared machine's budgets: what a test sets
+    as ``$SLUICE_MODELS_DIR`` so that DAGs run in the test process (``dag.test``) read the same budgets."""
+    from sluice.config import MODELS_DIR
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        data = shared_machine_budgets(yaml.safe_load((MODELS_DIR / f"{name}.yaml").read_text()))
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    return folder
 
 
 def shared_machine_config(cfg: Any) -> Any:

@@ -11,6 +11,7 @@ import json
 import pendulum
 import pytest
 import yaml
+from machine import shared_machine_models
 
 from sluice.alerts.mailsink import read_outbox
 from sluice.config import get_model_config
@@ -27,10 +28,13 @@ QUIET, SHIFTED = dt.date(2025, 1, 20), dt.date(2025, 1, 24)
 
 
 @pytest.fixture(scope="module")
-def monitoring_dag(airflow_db):
+def monitoring_dag(airflow_db, tmp_path_factory):
+    """The loans monitoring DAG over loans.yaml with a shared machine's latency budgets (tests/machine.py)."""
     from sluice.airflow.runner import load_dag
 
-    return load_dag("loans_monitoring")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SLUICE_MODELS_DIR", str(shared_machine_models(tmp_path_factory.mktemp("models"), "loans")))
+        yield load_dag("loans_monitoring")
 
 
 def run(dag, ds: dt.date):

@@ -11,11 +11,10 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from machine import shared_machine_budgets
+from machine import shared_machine_models
 
 from sluice.alerts.mailsink import read_outbox
-from sluice.config import MODELS_DIR, get_model_config
+from sluice.config import get_model_config
 from sluice.datagen.corrupt import render
 from sluice.datagen.writer import generate_into_lake
 from sluice.features.job import publish_features
@@ -30,11 +29,8 @@ def training_dag(airflow_db, tmp_path_factory):
     """The loans training DAG over loans.yaml with a shared machine's latency budgets (tests/machine.py)."""
     from sluice.airflow.runner import load_dag
 
-    models = tmp_path_factory.mktemp("models")
-    data = shared_machine_budgets(yaml.safe_load((MODELS_DIR / "loans.yaml").read_text()))
-    (models / "loans.yaml").write_text(yaml.safe_dump(data))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLUICE_MODELS_DIR", str(models))
+        mp.setenv("SLUICE_MODELS_DIR", str(shared_machine_models(tmp_path_factory.mktemp("models"), "loans")))
         yield load_dag("loans_training")
 
 

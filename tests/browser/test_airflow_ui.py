@@ -253,6 +253,7 @@ def test_inconclusive_candidates_are_approved_and_rejected_in_the_browser(browse
 
     entries = ledger.history(registry, "loans")
     decisions = [(e["decision"], e["who"], e["to"]) for e in entries if e.get("decision")]
-    assert decisions == [("approved", "airflow:admin", version), ("rejected", "airflow:admin", None)], entries
+    # a rejection moves nothing: the challenger is still the approved version (deployment is paused here)
+    assert decisions == [("approved", "airflow:admin", version), ("rejected", "airflow:admin", version)], entries
     assert entries[-1]["why"].endswith("rejected by airflow:admin: no gain, no need")
     assert all(e.get("dag_id") for e in entries if e.get("decision"))

@@ -9,6 +9,7 @@ import uuid
 import mlflow.sklearn
 import numpy as np
 import pytest
+from machine import shared_machine_config
 
 from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
@@ -31,7 +32,7 @@ def lake(tmp_path_factory) -> Lake:
 
 def fresh_config(**estimator):
     """The loans config under a fresh registered-model name (the registry is shared by the session)."""
-    cfg = get_model_config("loans")
+    cfg = shared_machine_config(get_model_config("loans"))
     update = {"name": f"loans_{uuid.uuid4().hex[:8]}"}
     if estimator:
         est = cfg.training.estimator.model_copy(update=estimator)
