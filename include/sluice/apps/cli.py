@@ -385,6 +385,37 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    """Which principles and components of the MLOps paper each model's pipeline covers, with the evidence."""
+    import os
+
+    from sluice import conformance
+    from sluice.airflow.inventory import dag_inventory
+    from sluice.lake import open_lake
+    from sluice.registry.mlflow_registry import Registry
+
+    configs = load_model_configs()
+    names = args.model or sorted(configs)
+    unknown = [n for n in names if n not in configs]
+    if unknown:
+        raise SystemExit(f"no model config for {', '.join(unknown)} in {models_dir()}; models: {sorted(configs)}")
+    dags, import_errors = dag_inventory(args.dags or conformance.REPO_ROOT / "dags")
+    uri = None if args.offline else os.environ.get("MLFLOW_TRACKING_URI")
+    registry = Registry(uri) if uri else None
+    lake = open_lake(args.lake)
+    reports = [
+        conformance.assess(configs[n], dags, conformance.collect_records(configs[n], lake, registry)) for n in names
+    ]
+    if registry is None:
+        print("(MLflow not consulted: MLFLOW_TRACKING_URI unset or --offline)", file=sys.stderr)
+    print(
+        conformance.render_json(reports, import_errors)
+        if args.json
+        else conformance.render_text(reports, import_errors)
+    )
+    return 1 if import_errors else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     # MLflow draws a progress bar for every artifact it fetches (the ledger, a gate decision): noise in a summary
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -483,6 +514,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--days", type=int, default=30, help="days of data to run through the loop (default 30)")
     p.set_defaults(fn=cmd_demo)
+
+    p = command(
+        "conformance",
+        "which MLOps principles (P1-P9) and components (C1-C9) each model's pipeline covers, with the evidence",
+        "sluice conformance",
+        "sluice conformance loans --json",
+        "sluice conformance flights --offline       # the lake's records only, MLflow not consulted",
+    )
+    p.add_argument("model", nargs="*", help="model names (default: every model config)")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
+    p.add_argument("--dags", help="DAG folder to inspect (default: the repository's dags/)")
+    p.add_argument("--offline", action="store_true", help="do not consult MLflow (records from the lake only)")
+    p.set_defaults(fn=cmd_conformance)
 
     p = command(
         "models",
