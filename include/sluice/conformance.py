@@ -461,9 +461,9 @@ def collect_records(cfg: ModelConfig, lake: Lake | None, registry: Any | None) -
             if found:
                 newest_version = found[-1]
                 last = {**dict(newest_version.tags or {}), "version": str(newest_version.version)}
-                for v in found:
-                    for alias in getattr(v, "aliases", None) or ():
-                        aliases[alias] = str(v.version)
+                for alias in ("champion", "challenger"):  # a version search does not carry the aliases
+                    if (mv := registry.by_alias(cfg.name, alias)) is not None:
+                        aliases[alias] = str(mv.version)
             ledger_entries = len(ledger.history(registry, cfg.name))
         except Exception as exc:
             errors.append(f"MLflow registry: {type(exc).__name__}: {str(exc)[:200]}")

@@ -87,3 +87,45 @@ def test_model_page_renders_the_registry_escaped_and_serves_gate_evidence(regist
     assert "sandbox" in report.headers["content-security-policy"]
     assert other_model.status_code == 404
     assert listing.status_code == 200 and f'href="/ui/models/{cfg.name}"' in listing.text
+
+
+def test_conformance_page_shows_designed_and_exercised_rows_escaped(registered, monkeypatch, lake_root) -> None:
+    from sluice_plugin import sluice_app
+
+    from sluice.airflow.ui import view
+    from sluice.airflow.ui.guard import require_user
+    from sluice.conformance import DagFacts, TaskFacts
+
+    cfg, registry, rid, waiting = registered
+    ops = {
+        "features": ("ValidateLandingOperator", "PublishFeaturesOperator"),
+        "training": ("TrainModelOperator", "EvaluateModelOperator", "GateOperator", "PromoteModelOperator"),
+        "deployment": ("InfraValidateOperator", "DeployOperator", "SetChampionOperator"),
+        "batch_inference": ("BatchScoreOperator",),
+        "monitoring": ("DriftSensor",),  # no performance check, no retraining: P8 and C9 partial
+    }
+    dags = {
+        cfg.dag_id(kind): DagFacts(cfg.dag_id(kind), "@daily", tuple(TaskFacts(f"{XSS}{op}", op) for op in names))
+        for kind, names in ops.items()
+    }
+    monkeypatch.setattr(view, "_configs", lambda: ({cfg.name: cfg}, None))
+    monkeypatch.setattr(view, "_inventory", lambda: (dags, {}))
+    sluice_app.dependency_overrides[require_user] = lambda: "tester"
+    try:
+        client = TestClient(sluice_app, base_url="http://127.0.0.1")
+        html = client.get(f"/ui/models/{cfg.name}/conformance")
+        data = client.get(f"/ui/models/{cfg.name}/conformance.json")
+        model_page = client.get(f"/ui/models/{cfg.name}")
+        unknown = client.get("/ui/models/no_such_model/conformance")
+    finally:
+        sluice_app.dependency_overrides.clear()
+    assert html.status_code == 200, html.text
+    assert "<img" not in html.text and "&lt;img src=x onerror=alert(1)&gt;" in html.text
+    rows = {r["id"]: r for r in data.json()["models"][0]["rows"]}
+    assert rows["C6"]["status"] == "covered", rows["C6"]
+    assert rows["C6"]["exercised"] == "1 registered versions (champion=v1); 1 ledger entries"
+    assert rows["P8"]["status"] == "partial" and rows["P8"]["missing"] == ["live performance on delayed labels"]
+    assert rows["P5"]["status"] == "partial" and "a person decides an INCONCLUSIVE gate" in rows["P5"]["missing"]
+    assert "P8" in html.text and "live performance on delayed labels" in html.text
+    assert f'href="/ui/models/{cfg.name}/conformance"' in model_page.text
+    assert unknown.status_code == 404

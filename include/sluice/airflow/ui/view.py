@@ -304,13 +304,96 @@ def model_page(model: str, request: Request) -> HTMLResponse:
     body = (
         f"<nav>{link('all models', links.root + '/ui/')}</nav>"
         f"<h1>{esc(model)}</h1><p>{esc(cfg.description)} <small>owner {esc(cfg.owner)}</small></p>"
-        f"<p>DAGs: {dags}</p>{_errors(errors + state['errors'])}"
+        f"<p>DAGs: {dags} · {link('MLOps conformance', links.model(model) + '/conformance')}</p>"
+        f"{_errors(errors + state['errors'])}"
         f"<h2>Champion and challenger</h2>{_versions_html(model, state['versions'], links)}"
         f"<h2>Latest training runs</h2>{_candidates_html(model, state['candidates'], links)}"
         f"<h2>Last {len(state['timeline'])} intervals</h2>{_timeline_html(state['timeline'], state['ledger'], links)}"
         f"<h2>Alias ledger</h2>{_ledger_html(state['ledger'], model, links)}"
     )
     return HTMLResponse(page(f"Sluice: {model}", body, style=STYLE))
+
+
+#: seconds a parse of the DAG folder is reused by the conformance pages (a DagBag parse takes seconds)
+INVENTORY_TTL_S = 60.0
+_inventory_cache: dict[str, Any] = {}
+
+
+def _inventory() -> tuple[dict[str, Any], dict[str, str]]:
+    import time
+
+    from sluice.airflow.inventory import dag_inventory
+
+    now = time.monotonic()
+    if now - _inventory_cache.get("at", -INVENTORY_TTL_S) >= INVENTORY_TTL_S:
+        _inventory_cache.update(at=now, value=dag_inventory())
+    value: tuple[dict[str, Any], dict[str, str]] = _inventory_cache["value"]
+    return value
+
+
+def _conformance(model: str) -> Any:
+    """The conformance report of ``model``: its DAGs as the DAG files define them, its records in MLflow and
+    the lake; a store that cannot be read is an error line of the report."""
+    from sluice import conformance
+
+    configs, error = _configs()
+    cfg = configs.get(model)
+    if cfg is None:
+        raise HTTPException(status_code=404, detail=f"no model {model[:80]!r}; known: {sorted(configs)}")
+    errors = [error] if error else []
+    registry = lake = None
+    try:
+        registry = open_registry()
+    except Exception as exc:
+        errors.append(f"MLflow registry: {type(exc).__name__}: {exc}")
+    try:
+        from sluice.airflow.ui.lake import open_lake
+
+        lake = open_lake()
+    except Exception as exc:
+        errors.append(f"lake: {type(exc).__name__}: {exc}")
+    dags, import_errors = _inventory()
+    report = conformance.assess(cfg, dags, conformance.collect_records(cfg, lake, registry))
+    return report, import_errors, errors
+
+
+@router.get("/ui/models/{model}/conformance.json")
+def conformance_json(model: str) -> Response:
+    from sluice import conformance
+
+    report, import_errors, errors = _conformance(model)
+    body = conformance.render_json([report], import_errors)
+    return Response(body, media_type="application/json", headers={"X-Sluice-Errors": str(len(errors))})
+
+
+@router.get("/ui/models/{model}/conformance", response_class=HTMLResponse)
+def conformance_page(model: str, request: Request) -> HTMLResponse:
+    from sluice.conformance import PAPER
+
+    report, import_errors, errors = _conformance(model)
+    links = _Links(request, tracking_uri())
+    rows = []
+    for row in report.rows:
+        evidence = "".join(f"<li>{esc(ev)}</li>" for ev in row.evidence)
+        gaps = "".join(f'<li class="bad">{esc(gap)}</li>' for gap in row.missing)
+        rows.append(
+            f"<tr><td>{esc(row.id)}</td><td>{esc(row.name)}</td><td>{_pill(row.status, _STATUS_CLASS[row.status])}</td>"
+            f"<td><ul>{evidence}</ul></td><td>{esc(row.exercised or '-')}</td><td><ul>{gaps}</ul></td></tr>"
+        )
+    counts = ", ".join(f"{n} {esc(status)}" for status, n in report.counts().items() if n)
+    problems = [f"DAG file {path} does not parse: {err}" for path, err in sorted(import_errors.items())]
+    body = (
+        f"<nav>{link('all models', links.root + '/ui/')} {link(model, links.model(model))} "
+        f"{link('JSON', links.model(model) + '/conformance.json')}</nav>"
+        f"<h1>{esc(model)}: MLOps conformance</h1><p><small>{esc(PAPER)}</small></p>"
+        f"{_errors(errors + problems + list(report.errors))}<p>{counts}</p>"
+        "<table><tr><th>id</th><th>principle or component</th><th>status</th><th>designed (evidence)</th>"
+        f"<th>last exercised by</th><th>missing</th></tr>{''.join(rows)}</table>"
+    )
+    return HTMLResponse(page(f"Sluice: {model} conformance", body, style=STYLE))
+
+
+_STATUS_CLASS = {"covered": "yes", "designed": "warn", "partial": "warn", "missing": "bad"}
 
 
 def _dag_kinds() -> tuple[str, ...]:
