@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser(
         "init",
         help="draft include/models/MODEL.yaml from landed partitions and their labels (review, then `suite`)",
-        epilog="example: python -m sluice init lfs --dataset loans_full_schema --labels lfs_labels --lake /tmp/lake",
+        epilog="example: python -m sluice init orders --dataset orders --labels orders_returns --lake /tmp/lake",
     )
     p.add_argument("model", help="the new model's name (lower case, digits, _)")
     p.add_argument("--dataset", required=True, help="the landing dataset: landing/DATASET/ds=YYYY-MM-DD/")

@@ -74,6 +74,7 @@ class Draft:
     dataset: str
     fmt: str
     days: list[dt.date]
+    first_day: dt.date
     rows_per_day: int
     id_column: str
     timestamp_column: str
@@ -106,7 +107,7 @@ class Draft:
             "description": f"Drafted by `sluice init` from landed {self.dataset} partitions; review every key.",
             "task": self.task,
             "schedule": "@daily",
-            "start_date": self.days[0],
+            "start_date": self.first_day,
             "tags": ["onboarded"],
             "dataset": {
                 "name": self.dataset,
@@ -444,6 +445,7 @@ def draft(
         dataset=dataset,
         fmt=fmt,
         days=[d for d, _ in parts],
+        first_day=lake.partitions("landing", dataset, published_only=False)[0],
         rows_per_day=rows_per_day,
         id_column=id_column,
         timestamp_column=ts,
