@@ -16,7 +16,7 @@ them, and every choice is written down with its reason (a YAML comment in the dr
   between a label partition and the event partition of the keys it holds;
 - sizes from the observed volume: ``training.window_days``/``min_rows``/``min_new_partitions`` and
   ``monitoring.performance.min_rows`` (see :func:`sizing`), and the serving latency budget from the model
-  itself (:func:`latency_budget_ms`, measured on a model fitted to the landed rows).
+  itself (:func:`sluice.config.latency_budget_ms`, measured on a model fitted to the landed rows).
 
 docs/onboarding.md walks through a whole onboarding; docs/config-reference.md documents every key.
 """
@@ -34,7 +34,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sluice.config import ModelConfig, models_dir, parse_model_config
+from sluice.config import (
+    HTTP_OVERHEAD_MS,
+    LATENCY_MULTIPLE,
+    ModelConfig,
+    latency_budget_ms,
+    models_dir,
+    parse_model_config,
+)
 from sluice.lake import Lake
 
 #: A string column with more distinct values than this is free text, not a category.
@@ -53,10 +60,6 @@ WINDOW_DAYS = (14, 90)
 PERFORMANCE_ROWS_SHARE = 0.8
 #: ... and never fewer than this (a metric on fewer rows is noise).
 PERFORMANCE_MIN_ROWS = 30
-#: Latency budget of infra validation = LATENCY_MULTIPLE x the model's in-process p95 + HTTP_OVERHEAD_MS.
-LATENCY_MULTIPLE = 5.0
-#: What one single-row HTTP request adds on a busy 2-core machine (JSON parse, validation, response).
-HTTP_OVERHEAD_MS = 50.0
 #: Rows the latency model is fitted on (the measurement needs a realistic model, not the best one).
 LATENCY_FIT_ROWS = 2000
 _ID_NAMES = ("id", "key", "uuid")
@@ -188,12 +191,6 @@ def sizing(rows_per_day: int, labelled_per_day: int) -> dict[str, int]:
         "min_new_partitions": max(1, min(7, window // 4)),
         "performance_min_rows": max(int(labelled_per_day * PERFORMANCE_ROWS_SHARE), PERFORMANCE_MIN_ROWS),
     }
-
-
-def latency_budget_ms(model_p95_ms: float) -> float:
-    """The serving budget from the model's in-process single-row p95: ``LATENCY_MULTIPLE`` x p95 for a busy
-    serving process (a second model, a neighbour) plus ``HTTP_OVERHEAD_MS`` for the request; whole ms up."""
-    return float(math.ceil(LATENCY_MULTIPLE * model_p95_ms + HTTP_OVERHEAD_MS))
 
 
 # ---- reading what landed ----------------------------------------------------------------------------------

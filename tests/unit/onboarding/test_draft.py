@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from sluice.apps.cli import main
-from sluice.config import load_model_config
+from sluice.config import latency_budget_ms, load_model_config
 from sluice.datagen.corrupt import render
 from sluice.lake import Lake, open_lake
-from sluice.onboarding.draft import OnboardingError, draft, latency_budget_ms, sizing, write_draft
+from sluice.onboarding.draft import OnboardingError, draft, sizing, write_draft
 
 START = dt.date(2024, 3, 1)
 
