@@ -92,9 +92,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     except OnboardingError as exc:
         print(f"init: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(d.notes))
-    if d.left_out:
-        print("left out: " + "; ".join(f"{c} ({why})" for c, why in d.left_out.items()))
+    print("\n".join(d.summary()))
     print(f"wrote {out}: review it (every key: docs/config-reference.md), then `sluice suite {args.model}`")
     return 0
 

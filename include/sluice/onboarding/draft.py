@@ -158,7 +158,7 @@ class Draft:
             f"# Drafted by `sluice init {self.model} --dataset {self.dataset}` from the landed data; review it.",
             "#",
         ]
-        head += [f"# {line}" for line in self.notes]
+        head += [f"# {_comment(line)}" for line in self.notes]
         out = [*head, ""]
         for key, value in cfg.items():
             flow = None if isinstance(value, dict) else False  # lists inside sections in [a, b] form
@@ -166,11 +166,23 @@ class Draft:
             out.append(block)
             if key == "features" and self.left_out:
                 out.append("  # left out of the features (add one back by moving it to numeric or categorical):")
-                out += [f"  #   {col}: {why}" for col, why in self.left_out.items()]
+                out += [f"  #   {_comment(col)}: {_comment(why)}" for col, why in self.left_out.items()]
         return "\n".join(out) + "\n"
+
+    def summary(self) -> list[str]:
+        """What was inferred and why, one printable line each (column names are data: no control characters)."""
+        lines = [_comment(n) for n in self.notes]
+        if self.left_out:
+            lines.append("left out: " + "; ".join(f"{_comment(c)} ({_comment(w)})" for c, w in self.left_out.items()))
+        return lines
 
     def validated(self) -> ModelConfig:
         return parse_model_config(yaml.safe_load(self.to_yaml()), f"draft of {self.model}")
+
+
+def _comment(text: str) -> str:
+    """One YAML comment line whatever a column name holds: a newline in it must not start a key."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def sizing(rows_per_day: int, labelled_per_day: int) -> dict[str, int]:

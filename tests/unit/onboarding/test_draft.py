@@ -121,3 +121,16 @@ def test_cli_init_measures_latency_prints_reasons_and_refuses_to_overwrite(tmp_p
     with pytest.raises(SystemExit) as again:
         main(argv)
     assert again.value.code == 1 and "pass --force" in capsys.readouterr().err
+
+
+def test_hostile_column_names_stay_inside_their_comment(tmp_path: Path) -> None:
+    lake = open_lake(str(tmp_path / "lake"))
+    land(lake)
+    d = draft(lake, "orders", "orders", measure_latency=False)
+    d.left_out["x\nname: evil\rowner: evil"] = "constant: 'a\nb'"
+    d.notes.append("read column 'y\nalerts: {}'")
+    loaded = yaml.safe_load(d.to_yaml())
+    assert loaded["name"] == "orders" and loaded["owner"] == "data-science" and "alerts" in loaded
+    assert "#   x name: evil owner: evil: constant" in d.to_yaml()
+    assert not any("\n" in line or "\r" in line for line in d.summary())
+    d.validated()
