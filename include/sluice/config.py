@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -46,6 +47,18 @@ SCHEDULE_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
 _NAME = r"^[a-z][a-z0-9_]{0,62}$"
 _DOTTED = r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$"
 _EMAIL = r"^[^@\s]+@[^@\s]+$"
+
+
+#: The serving latency budget from the model: LATENCY_MULTIPLE x its in-process single-row predict p95 (a busy
+#: serving process, a neighbour) + HTTP_OVERHEAD_MS (what one single-row request adds on a busy 2-core machine:
+#: JSON parse, validation, response). ``sluice init`` drafts ``max_latency_ms_p95`` with it.
+LATENCY_MULTIPLE = 5.0
+HTTP_OVERHEAD_MS = 50.0
+
+
+def latency_budget_ms(model_p95_ms: float) -> float:
+    """``LATENCY_MULTIPLE`` x the model's in-process single-row p95 + ``HTTP_OVERHEAD_MS``, whole ms up."""
+    return float(math.ceil(LATENCY_MULTIPLE * model_p95_ms + HTTP_OVERHEAD_MS))
 
 
 class ConfigError(ValueError):
@@ -229,7 +242,7 @@ class InfraValidationConfig(_Frozen):
     max_latency_ms_p95: Annotated[float, Field(gt=0)] = 50.0
     """p95 of those single-row HTTP requests (best of up to 3 rounds), ms. 50 is a fixed fallback sized for
     the demo on an idle machine; ``sluice init`` drafts it from the model: 5 x the in-process single-row p95
-    of a model fitted on the landed rows + 50 ms of HTTP (``sluice.onboarding.draft.latency_budget_ms``)."""
+    of a model fitted on the landed rows + 50 ms of HTTP (``sluice.config.latency_budget_ms``)."""
     max_memory_mb: Annotated[float, Field(gt=0)] = 1024.0
     """Peak resident memory (VmHWM) of the serving process, MB."""
     startup_timeout_s: Annotated[float, Field(gt=0)] = 120.0

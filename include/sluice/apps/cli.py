@@ -107,9 +107,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     except OnboardingError as exc:
         print(f"init: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(d.notes))
-    if d.left_out:
-        print("left out: " + "; ".join(f"{c} ({why})" for c, why in d.left_out.items()))
+    print("\n".join(d.summary()))
     print(f"wrote {out}: review it (every key: docs/config-reference.md), then `sluice suite {args.model}`")
     return 0
 
@@ -458,8 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     p = command(
         "init",
         "draft include/models/MODEL.yaml from landed partitions and their labels (review it, then `suite`)",
-        "sluice init lfs --dataset loans_full_schema --labels lfs_labels --lake /tmp/lake",
-        "sluice init lfs --dataset loans_full_schema --output /tmp/lfs.yaml --no-latency",
+        "sluice init orders --dataset orders --labels orders_returns --lake /tmp/lake",
+        "sluice init orders --dataset orders --output /tmp/orders.yaml --no-latency",
     )
     p.add_argument("model", help="the new model's name (lower case, digits, _)")
     p.add_argument("--dataset", required=True, help="the landing dataset: landing/DATASET/ds=YYYY-MM-DD/")

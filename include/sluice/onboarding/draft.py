@@ -16,7 +16,7 @@ them, and every choice is written down with its reason (a YAML comment in the dr
   between a label partition and the event partition of the keys it holds;
 - sizes from the observed volume: ``training.window_days``/``min_rows``/``min_new_partitions`` and
   ``monitoring.performance.min_rows`` (see :func:`sizing`), and the serving latency budget from the model
-  itself (:func:`latency_budget_ms`, measured on a model fitted to the landed rows).
+  itself (:func:`sluice.config.latency_budget_ms`, measured on a model fitted to the landed rows).
 
 docs/onboarding.md walks through a whole onboarding; docs/config-reference.md documents every key.
 """
@@ -34,7 +34,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from sluice.config import ModelConfig, models_dir, parse_model_config
+from sluice.config import (
+    HTTP_OVERHEAD_MS,
+    LATENCY_MULTIPLE,
+    ModelConfig,
+    latency_budget_ms,
+    models_dir,
+    parse_model_config,
+)
 from sluice.lake import Lake
 
 #: A string column with more distinct values than this is free text, not a category.
@@ -53,10 +60,6 @@ WINDOW_DAYS = (14, 90)
 PERFORMANCE_ROWS_SHARE = 0.8
 #: ... and never fewer than this (a metric on fewer rows is noise).
 PERFORMANCE_MIN_ROWS = 30
-#: Latency budget of infra validation = LATENCY_MULTIPLE x the model's in-process p95 + HTTP_OVERHEAD_MS.
-LATENCY_MULTIPLE = 5.0
-#: What one single-row HTTP request adds on a busy 2-core machine (JSON parse, validation, response).
-HTTP_OVERHEAD_MS = 50.0
 #: Rows the latency model is fitted on (the measurement needs a realistic model, not the best one).
 LATENCY_FIT_ROWS = 2000
 _ID_NAMES = ("id", "key", "uuid")
@@ -74,6 +77,7 @@ class Draft:
     dataset: str
     fmt: str
     days: list[dt.date]
+    first_day: dt.date
     rows_per_day: int
     id_column: str
     timestamp_column: str
@@ -106,7 +110,7 @@ class Draft:
             "description": f"Drafted by `sluice init` from landed {self.dataset} partitions; review every key.",
             "task": self.task,
             "schedule": "@daily",
-            "start_date": self.days[0],
+            "start_date": self.first_day,
             "tags": ["onboarded"],
             "dataset": {
                 "name": self.dataset,
@@ -154,7 +158,7 @@ class Draft:
             f"# Drafted by `sluice init {self.model} --dataset {self.dataset}` from the landed data; review it.",
             "#",
         ]
-        head += [f"# {line}" for line in self.notes]
+        head += [f"# {_comment(line)}" for line in self.notes]
         out = [*head, ""]
         for key, value in cfg.items():
             flow = None if isinstance(value, dict) else False  # lists inside sections in [a, b] form
@@ -162,11 +166,23 @@ class Draft:
             out.append(block)
             if key == "features" and self.left_out:
                 out.append("  # left out of the features (add one back by moving it to numeric or categorical):")
-                out += [f"  #   {col}: {why}" for col, why in self.left_out.items()]
+                out += [f"  #   {_comment(col)}: {_comment(why)}" for col, why in self.left_out.items()]
         return "\n".join(out) + "\n"
+
+    def summary(self) -> list[str]:
+        """What was inferred and why, one printable line each (column names are data: no control characters)."""
+        lines = [_comment(n) for n in self.notes]
+        if self.left_out:
+            lines.append("left out: " + "; ".join(f"{_comment(c)} ({_comment(w)})" for c, w in self.left_out.items()))
+        return lines
 
     def validated(self) -> ModelConfig:
         return parse_model_config(yaml.safe_load(self.to_yaml()), f"draft of {self.model}")
+
+
+def _comment(text: str) -> str:
+    """One YAML comment line whatever a column name holds: a newline in it must not start a key."""
+    return "".join(ch if ch.isprintable() else " " for ch in text)
 
 
 def sizing(rows_per_day: int, labelled_per_day: int) -> dict[str, int]:
@@ -187,12 +203,6 @@ def sizing(rows_per_day: int, labelled_per_day: int) -> dict[str, int]:
         "min_new_partitions": max(1, min(7, window // 4)),
         "performance_min_rows": max(int(labelled_per_day * PERFORMANCE_ROWS_SHARE), PERFORMANCE_MIN_ROWS),
     }
-
-
-def latency_budget_ms(model_p95_ms: float) -> float:
-    """The serving budget from the model's in-process single-row p95: ``LATENCY_MULTIPLE`` x p95 for a busy
-    serving process (a second model, a neighbour) plus ``HTTP_OVERHEAD_MS`` for the request; whole ms up."""
-    return float(math.ceil(LATENCY_MULTIPLE * model_p95_ms + HTTP_OVERHEAD_MS))
 
 
 # ---- reading what landed ----------------------------------------------------------------------------------
@@ -444,6 +454,7 @@ def draft(
         dataset=dataset,
         fmt=fmt,
         days=[d for d, _ in parts],
+        first_day=lake.partitions("landing", dataset, published_only=False)[0],
         rows_per_day=rows_per_day,
         id_column=id_column,
         timestamp_column=ts,

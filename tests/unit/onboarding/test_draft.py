@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from sluice.apps.cli import main
-from sluice.config import load_model_config
+from sluice.config import latency_budget_ms, load_model_config
 from sluice.datagen.corrupt import render
 from sluice.lake import Lake, open_lake
-from sluice.onboarding.draft import OnboardingError, draft, latency_budget_ms, sizing, write_draft
+from sluice.onboarding.draft import OnboardingError, draft, sizing, write_draft
 
 START = dt.date(2024, 3, 1)
 
@@ -121,3 +121,16 @@ def test_cli_init_measures_latency_prints_reasons_and_refuses_to_overwrite(tmp_p
     with pytest.raises(SystemExit) as again:
         main(argv)
     assert again.value.code == 1 and "pass --force" in capsys.readouterr().err
+
+
+def test_hostile_column_names_stay_inside_their_comment(tmp_path: Path) -> None:
+    lake = open_lake(str(tmp_path / "lake"))
+    land(lake)
+    d = draft(lake, "orders", "orders", measure_latency=False)
+    d.left_out["x\nname: evil\rowner: evil"] = "constant: 'a\nb'"
+    d.notes.append("read column 'y\nalerts: {}'")
+    loaded = yaml.safe_load(d.to_yaml())
+    assert loaded["name"] == "orders" and loaded["owner"] == "data-science" and "alerts" in loaded
+    assert "#   x name: evil owner: evil: constant" in d.to_yaml()
+    assert not any("\n" in line or "\r" in line for line in d.summary())
+    d.validated()
