@@ -424,6 +424,8 @@ def _categorical(col: str, s: pd.Series, part: np.ndarray, n: int) -> list[Expec
     nonnull = text[ok]
     groups = part[ok]
     majors = [v for v in values if shares[v] >= MAJOR_SHARE] or [str(shares.index[0])]
+    if len(values) == 2:  # two values: the other's share is the complement, one bound says it all
+        majors = [str(shares.index[0])]
     for v in majors:
         per_part = (nonnull == v).groupby(groups).mean()
         share = float(shares[v])
@@ -452,41 +454,29 @@ def _categorical(col: str, s: pd.Series, part: np.ndarray, n: int) -> list[Expec
 
 
 def _strings(col: str, s: pd.Series, *, identifier: bool) -> list[ExpectationSpec]:
+    """Ids: the shape they all had (which fixes case, length and whitespace), else their lengths; any string
+    column: no surrounding whitespace when no known-good value had any."""
     text = s.dropna().astype("str")
-    out: list[ExpectationSpec] = []
     if text.empty:
-        return out
+        return []
+    pattern = id_pattern(text) if identifier else None
+    if pattern:
+        why = "the shape every known-good id had (character classes and run lengths; no whitespace)"
+        return [_with(_e("expect_column_values_to_match_regex", why, column=col, regex=pattern), ids=len(text))]
+    out: list[ExpectationSpec] = []
     if identifier:
-        pattern = id_pattern(text)
-        if pattern:
-            out.append(
-                _with(
-                    _e(
-                        "expect_column_values_to_match_regex",
-                        "the shape every known-good id had (character classes and run lengths)",
-                        column=col,
-                        regex=pattern,
-                    ),
-                    ids=len(text),
-                )
-            )
         lengths = text.str.len()
+        why = "the id lengths known-good data had (the ids share no one shape)"
         out.append(
             _e(
                 "expect_column_value_lengths_to_be_between",
-                "the id lengths known-good data had",
+                why,
                 column=col,
                 min_value=int(lengths.min()),
                 max_value=int(lengths.max()),
             )
         )
     if not text.str.contains(SURROUNDING_SPACE, regex=True).any():
-        out.append(
-            _e(
-                "expect_column_values_to_not_match_regex",
-                "no known-good value had leading or trailing whitespace",
-                column=col,
-                regex=SURROUNDING_SPACE,
-            )
-        )
+        why = "no known-good value had leading or trailing whitespace"
+        out.append(_e("expect_column_values_to_not_match_regex", why, column=col, regex=SURROUNDING_SPACE))
     return out
