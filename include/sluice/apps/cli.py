@@ -483,7 +483,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model", help="model name: include/models/<model>.yaml")
     _day(p, "--from", "first partition day (inclusive)")
     _day(p, "--to", "last partition day (inclusive)")
-    p.add_argument("--margin", type=float, default=0.25, help="relative padding of numeric ranges (default 0.25)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="extra padding of numeric ranges, in widths of their 1st..99th percentile range, on top of the "
+        "inferred margin (default 0; docs/validation.md)",
+    )
     p.add_argument("--lake", help="lake root (default $SLUICE_LAKE)")
     p.add_argument("--output", help="write here instead of include/expectations/<suite>.json")
     p.add_argument(

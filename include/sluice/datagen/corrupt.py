@@ -396,16 +396,135 @@ CORRUPTIONS: dict[str, Corruption] = {
 }
 
 
+# -- corruptions that only distribution checks catch ------------------------------------------------------
+#
+# Each of these keeps the file readable, the schema and the types, and (except the share shift and the
+# duplicates) every single value inside the range the column had: a row-level suite passes them all. They
+# are the held-out test of suite inference (sluice.datagen.holdout); the features DAG's corpus above is
+# CORRUPTIONS.
+
+
+def _categorical_columns(df: pd.DataFrame, max_categories: int = 100) -> list[str]:
+    return [c for c in _string_columns(df) if df[c].nunique() <= max_categories]
+
+
+def constant_column(
+    df: pd.DataFrame, fmt: str, rng: np.random.Generator, *, column: str | None = None, value: float | None = None
+) -> bytes:
+    """Every row of a numeric column holds one value (default: the column's median, inside its range).
+
+    Caught by: the column's standard-deviation expectation (a spread of zero).
+    """
+    col = _pick(df, column, "annual_income", [c for c in _numeric_columns(df) if c in _features(df)], rng)
+    out = df.copy()
+    fill = float(out[col].median()) if value is None else float(value)
+    if pd.api.types.is_integer_dtype(out[col]) and float(fill).is_integer():
+        out[col] = pd.Series(int(fill), index=out.index, dtype=out[col].dtype)
+    else:
+        out[col] = pd.Series(fill, index=out.index, dtype="float64")
+    return render(out, fmt)
+
+
+def unit_change(
+    df: pd.DataFrame, fmt: str, rng: np.random.Generator, *, column: str | None = None, factor: float = 0.001
+) -> bytes:
+    """A numeric column is delivered in another unit: values times ``factor`` (default 1/1000, so dollars
+    become thousands of dollars and every value stays inside the old range of a non-negative column).
+
+    Caught by: the column's standard-deviation and mean expectations.
+    """
+    if factor <= 0 or factor == 1:
+        raise ValueError(f"factor={factor!r}: must be positive and not 1")
+    col = _pick(df, column, "annual_income", [c for c in _numeric_columns(df) if c in _features(df)], rng)
+    return render(df.assign(**{col: df[col].astype("float64") * factor}), fmt)
+
+
+def string_format_change(
+    df: pd.DataFrame,
+    fmt: str,
+    rng: np.random.Generator,
+    *,
+    column: str | None = None,
+    how: str = "space",
+) -> bytes:
+    """Upstream changes how a string column is written: a trailing space (``how="space"``), upper case
+    (``"upper"``) or lower case (``"lower"``), on every row (default: the id column).
+
+    Caught by: the id pattern/length expectations, or the category value set.
+    """
+    changes = {"space": lambda s: s + " ", "upper": lambda s: s.str.upper(), "lower": lambda s: s.str.lower()}
+    if how not in changes:
+        raise ValueError(f"how={how!r}: expected one of {sorted(changes)}")
+    col = _pick(df, column, _id_column(df), [_id_column(df), *_string_columns(df)], rng)
+    values = df[col].astype("str")
+    changed = changes[how](values).where(df[col].notna())
+    return render(df.assign(**{col: changed.astype("str")}), fmt)
+
+
+def category_share_shift(
+    df: pd.DataFrame,
+    fmt: str,
+    rng: np.random.Generator,
+    *,
+    column: str | None = None,
+    points: float = 0.3,
+) -> bytes:
+    """A category's share moves by ``points`` (default 30 percentage points), every value still known.
+
+    The most common category gains the share from the others' rows; when it holds more than
+    ``1 - points`` already, it gives the share to the second most common instead.
+    Caught by: the column's KL-divergence expectation.
+    """
+    if not 0 < points < 1:
+        raise ValueError(f"points={points!r}: must be in (0, 1)")
+    col = _pick(df, column, "purpose", _categorical_columns(df), rng)
+    counts = df[col].value_counts()
+    if len(counts) < 2:
+        raise ValueError(f"column={col!r}: needs two categories to move a share between")
+    top, second = counts.index[0], counts.index[1]
+    values = df[col]
+    n_move = round(points * int(values.notna().sum()))
+    if counts.iloc[0] / counts.sum() <= 1 - points:
+        gain, donors = top, np.flatnonzero(values.notna() & (values != top))
+    else:
+        gain, donors = second, np.flatnonzero(values == top)
+    if len(donors) < n_move:
+        raise ValueError(f"column={col!r}: too few rows to move {points:.0%} of the share")
+    out = df.copy()
+    out.loc[out.index[np.sort(rng.choice(donors, size=n_move, replace=False))], col] = gain
+    return render(out, fmt)
+
+
+def duplicated_rows(df: pd.DataFrame, fmt: str, rng: np.random.Generator, *, fraction: float = 0.5) -> bytes:
+    """Half the rows (``fraction``) arrive twice: a replayed batch appended to the day, ids included.
+
+    The row count stays inside its band. Caught by: the id-uniqueness expectation.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r}: must be in (0, 1]")
+    again = df.iloc[_rows(len(df), fraction, rng)]
+    return render(pd.concat([df, again], ignore_index=True), fmt)
+
+
+#: What a suite needs DISTRIBUTION checks for (sluice.validation.schema): the held-out corruptions.
+DISTRIBUTION_CORRUPTIONS: dict[str, Corruption] = {
+    f.__name__: f for f in (constant_column, unit_change, string_format_change, category_share_shift, duplicated_rows)
+}
+
+
 def corruption_params(kind: str) -> frozenset[str]:
     """The optional keyword parameters a corruption kind accepts (for scenario validation)."""
-    if kind not in CORRUPTIONS:
+    fn = CORRUPTIONS.get(kind) or DISTRIBUTION_CORRUPTIONS.get(kind)
+    if fn is None:
         raise KeyError(kind)
-    sig = inspect.signature(CORRUPTIONS[kind])
+    sig = inspect.signature(fn)
     return frozenset(p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 def corrupt(kind: str, df: pd.DataFrame, fmt: str, rng: np.random.Generator, **params: object) -> bytes:
     """Apply one registered corruption by name."""
-    if kind not in CORRUPTIONS:
-        raise ValueError(f"kind={kind!r}: unknown corruption; known: {sorted(CORRUPTIONS)}")
-    return CORRUPTIONS[kind](df, fmt, rng, **params)
+    fn = CORRUPTIONS.get(kind) or DISTRIBUTION_CORRUPTIONS.get(kind)
+    if fn is None:
+        known = sorted([*CORRUPTIONS, *DISTRIBUTION_CORRUPTIONS])
+        raise ValueError(f"kind={kind!r}: unknown corruption; known: {known}")
+    return fn(df, fmt, rng, **params)

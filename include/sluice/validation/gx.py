@@ -108,6 +108,13 @@ def _sample_ids(res: Mapping[str, Any], id_column: str | None, n: int) -> list[A
     return [row.get(id_column) if isinstance(row, Mapping) else row for row in index[:n]]
 
 
+def _column_names(columns: Sequence[object], shown: int = 4) -> str | None:
+    """``a, b`` or ``a, b, c, d and 12 more``: the columns a failure is about, short enough for a reason."""
+    names = [str(c) for c in columns]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else None
+
+
 def _failure(r: ExpectationValidationResult, sample_rows: int, id_column: str | None = None) -> dict[str, Any]:
     cfg, res = r.expectation_config, r.result or {}
     if cfg is None:  # a suite run always attaches its configuration; without it the failure cannot be named
@@ -116,9 +123,11 @@ def _failure(r: ExpectationValidationResult, sample_rows: int, id_column: str | 
     exc = (r.exception_info or {}) if isinstance(r.exception_info, dict) else {}
     sample = list(res.get("partial_unexpected_list") or [])[:sample_rows]
     ids = _sample_ids(res, id_column, len(sample))
+    columns = [kwargs["column"]] if kwargs.get("column") else list(kwargs.get("column_list") or [])
     return {
         "expectation": cfg.type,
-        "column": kwargs.get("column"),
+        "column": _column_names(columns),  # the reason names the column(s) it is about
+        "columns": columns,
         "kwargs": kwargs,
         "observed_value": res.get("observed_value"),
         "element_count": res.get("element_count"),

@@ -171,3 +171,34 @@ def test_params_override_defaults_and_are_checked(df: pd.DataFrame) -> None:
         _apply("nope", df, "csv")
     assert corrupt.corruption_params("null_burst") == {"column", "fraction"}
     assert corrupt.corruption_params("empty_file") == set()
+
+
+# -- the held-out corruptions: readable, same schema and types, broken only in distribution ----------------
+
+
+def test_distribution_corruptions_keep_the_schema_and_break_what_they_say(df: pd.DataFrame) -> None:
+    assert set(corrupt.DISTRIBUTION_CORRUPTIONS).isdisjoint(CORRUPTIONS)
+    out = {kind: _pq(_apply(kind, df, "parquet")) for kind in corrupt.DISTRIBUTION_CORRUPTIONS}
+    for kind, frame in out.items():
+        assert list(frame.columns) == list(df.columns), kind
+    assert out["constant_column"]["annual_income"].nunique() == 1
+    assert out["constant_column"]["annual_income"].iloc[0] == df["annual_income"].median()
+    scaled = out["unit_change"]["annual_income"]
+    assert np.allclose(scaled, df["annual_income"] / 1000) and scaled.between(0, df["annual_income"].max()).all()
+    assert (out["string_format_change"]["application_id"] == df["application_id"] + " ").all()
+    before = df["purpose"].value_counts(normalize=True)
+    after = out["category_share_shift"]["purpose"].value_counts(normalize=True)
+    assert after[before.index[0]] - before.iloc[0] == pytest.approx(0.3, abs=0.01)
+    assert set(after.index) == set(before.index)
+    dup = out["duplicated_rows"]
+    assert len(dup) == len(df) * 3 // 2 and dup["application_id"].duplicated().sum() == len(df) // 2
+
+
+def test_string_format_change_cases_and_bad_parameters(df: pd.DataFrame) -> None:
+    lower = _pq(_apply("string_format_change", df, "parquet", column="home_ownership", how="lower"))
+    assert (lower["home_ownership"] == df["home_ownership"].str.lower()).all()
+    with pytest.raises(ValueError, match="how='title'"):
+        _apply("string_format_change", df, "parquet", how="title")
+    with pytest.raises(ValueError, match="factor=1"):
+        _apply("unit_change", df, "parquet", factor=1)
+    assert corrupt.corruption_params("category_share_shift") == {"column", "points"}
