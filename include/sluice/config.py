@@ -255,7 +255,7 @@ class LocalTargetConfig(_Frozen):
     port: Annotated[int, Field(ge=1024, le=65535)] = 8600
     """The stable address clients call; blue/green servers run behind it."""
     drain_seconds: Annotated[float, Field(ge=0, le=300)] = 2.0
-    """In-flight requests get this long on the old server after the switch."""
+    """Requests still being answered get this long on the old server after the switch."""
 
 
 class SageMakerTargetConfig(_Frozen):

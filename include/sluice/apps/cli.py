@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
         "sluice generate loans --from 2025-01-01 --days 30",
         "sluice generate loans --from 2025-01-01 --scenario include/scenarios/loans_demo.yaml --lake /tmp/lake",
     )
-    p.add_argument("model", help="model name whose dataset is generated (a demo model: loans, flights)")
+    p.add_argument("model", help="a demo model whose data Sluice generates or replays")
     _day(p, "--from", "first day", required=True)
     p.add_argument("--days", type=int, default=30, help="how many days from --from (default 30)")
     p.add_argument("--scenario", help="scenario YAML (shifts, corruptions)")
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
         "which MLOps principles (P1-P9) and components (C1-C9) each model's pipeline covers, with the evidence",
         "sluice conformance",
         "sluice conformance loans --json",
-        "sluice conformance flights --offline       # the lake's records only, MLflow not consulted",
+        "sluice conformance loans --offline         # the lake's records only, MLflow not consulted",
     )
     p.add_argument("model", nargs="*", help="model names (default: every model config)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
