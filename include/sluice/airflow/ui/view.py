@@ -278,15 +278,13 @@ def _timeline_html(rows: list[dict[str, Any]], ledger: list[dict[str, Any]], lin
     )
 
 
-@router.get("/ui/models/{model}", response_class=HTMLResponse)
-def model_page(model: str, request: Request) -> HTMLResponse:
-    from sluice.overview import model_state
-
+def _model_and_stores(model: str) -> tuple[Any, Any, Any, list[str]]:
+    """``model``'s config (404 when there is none), the registry and the lake; a store that cannot be opened is
+    None and an error line for the page, never a failed page."""
     configs, error = _configs()
     cfg = configs.get(model)
     if cfg is None:
         raise HTTPException(status_code=404, detail=f"no model {model[:80]!r}; known: {sorted(configs)}")
-    links = _Links(request, tracking_uri())
     errors = [error] if error else []
     registry = lake = None
     try:
@@ -299,6 +297,15 @@ def model_page(model: str, request: Request) -> HTMLResponse:
         lake = open_lake()
     except Exception as exc:
         errors.append(f"lake: {type(exc).__name__}: {exc}")
+    return cfg, registry, lake, errors
+
+
+@router.get("/ui/models/{model}", response_class=HTMLResponse)
+def model_page(model: str, request: Request) -> HTMLResponse:
+    from sluice.overview import model_state
+
+    cfg, registry, lake, errors = _model_and_stores(model)
+    links = _Links(request, tracking_uri())
     state = model_state(cfg, lake, registry)
     dags = " ".join(link(cfg.dag_id(kind), f"{links.airflow}/dags/{quote(cfg.dag_id(kind))}") for kind in _dag_kinds())
     body = (
@@ -336,22 +343,7 @@ def _conformance(model: str) -> Any:
     the lake; a store that cannot be read is an error line of the report."""
     from sluice import conformance
 
-    configs, error = _configs()
-    cfg = configs.get(model)
-    if cfg is None:
-        raise HTTPException(status_code=404, detail=f"no model {model[:80]!r}; known: {sorted(configs)}")
-    errors = [error] if error else []
-    registry = lake = None
-    try:
-        registry = open_registry()
-    except Exception as exc:
-        errors.append(f"MLflow registry: {type(exc).__name__}: {exc}")
-    try:
-        from sluice.airflow.ui.lake import open_lake
-
-        lake = open_lake()
-    except Exception as exc:
-        errors.append(f"lake: {type(exc).__name__}: {exc}")
+    cfg, registry, lake, errors = _model_and_stores(model)
     dags, import_errors = _inventory()
     report = conformance.assess(cfg, dags, conformance.collect_records(cfg, lake, registry))
     return report, import_errors, errors
