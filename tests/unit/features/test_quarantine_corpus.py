@@ -14,7 +14,7 @@ import pytest
 
 from sluice.config import get_model_config
 from sluice.datagen import loans
-from sluice.datagen.corrupt import CORRUPTIONS, corrupt, render
+from sluice.datagen.corrupt import CORRUPTIONS, DISTRIBUTION_CORRUPTIONS, corrupt, render
 from sluice.features.job import check_landing, quarantine_records
 from sluice.lake import Lake, LocalStorage, sha256
 
@@ -39,6 +39,16 @@ EXPECTED = {
     "invalid_utf8": {"csv": "file_is_utf8", "parquet": "file_is_readable_parquet"},
     "truncated_parquet": {"csv": "expect_", "parquet": "file_is_readable_parquet"},
     "row_count_spike": "expect_table_row_count_to_be_between",
+}
+
+#: distribution corruption -> (the expectation that must fail, on this column): a well-formed file whose
+#: values moved; only the suite's distribution checks (sluice.validation.schema) stand between it and features
+EXPECTED_DISTRIBUTION = {
+    "category_share_shift": ("expect_column_values_to_not_be_in_set", "purpose"),
+    "constant_column": ("expect_column_stdev_to_be_between", "annual_income"),
+    "duplicated_rows": ("expect_column_values_to_be_unique", "application_id"),
+    "string_format_change": ("expect_column_values_to_match_regex", "application_id"),
+    "unit_change": ("expect_column_mean_to_be_between", "annual_income"),
 }
 
 
@@ -86,6 +96,28 @@ def test_corruption_is_quarantined_with_a_named_reason(tmp_path, kind, fmt) -> N
     evidence = json.loads(lake.read(f"{prefix}/validation_result.json"))
     assert evidence["record"]["failures"]
     assert b"<html" in lake.read(f"{prefix}/data_docs.html").lower()
+
+
+def test_the_distribution_corpus_covers_every_held_out_kind() -> None:
+    assert set(EXPECTED_DISTRIBUTION) == set(DISTRIBUTION_CORRUPTIONS)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("kind", sorted(DISTRIBUTION_CORRUPTIONS))
+def test_distribution_corruption_is_quarantined_on_the_moved_column(tmp_path, kind, fmt) -> None:
+    lake = Lake(LocalStorage(tmp_path))
+    bad = corrupt(kind, loans.generate_events(DS, seed=3), fmt, np.random.default_rng(11))
+    lake.put_landing("landing", "loans", DS, {f"part-00000.{fmt}": bad})
+    before = {k: sha256(lake.read(k)) for k in lake.list("landing")}
+
+    result = check_landing(config_for(fmt), lake, DS)
+
+    assert not result.success, f"{kind}/{fmt} passed validation"
+    expectation, column = EXPECTED_DISTRIBUTION[kind]
+    failed = {(f.get("expectation"), f.get("column")) for f in result.failures}
+    assert (expectation, column) in failed, f"{kind}/{fmt}: {expectation} on {column} not in {failed}"
+    assert {k: sha256(lake.read(k)) for k in lake.list("landing")} == before, "raw landing files changed"
+    assert len(quarantine_records(lake, "loans", DS)) == 1
 
 
 def test_requarantine_is_idempotent_and_a_fix_keeps_history(tmp_path) -> None:
