@@ -356,7 +356,7 @@ class SequentialConfig(_Frozen):
     min_drop: Annotated[float, Field(ge=0, le=1)] = 0.0
     """A sustained drop smaller than this (metric units, on top of the reference's error) never counts."""
     threshold: Annotated[float, Field(gt=0, le=100)] = 5.0
-    """The CUSUM in sd units from which the decline is flagged (5: on a stationary stream about 0.03 false
+    """The CUSUM in sd units from which the decline is flagged (5: on a stationary stream about 0.04 false
     alarms per 100 intervals, measured in tests/unit/monitoring/test_sequential.py)."""
 
 
