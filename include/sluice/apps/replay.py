@@ -18,7 +18,8 @@ own code:
    champion's reference profile, judged with the model's ``monitoring`` settings and the champion's
    importances (as ``sluice.monitoring.job.check_drift``). Once the labels of an earlier day arrive
    (``labels.delay_days`` later) its live metric is checked against the test metric of the version that
-   scored it (``performance_check``, as ``check_performance``). Decay is decided before drift (its interval
+   scored it (``performance_check``, as ``check_performance``), alone and pooled with the earlier intervals
+   of that version since the last retrain (``performance.sequential``). Decay is decided before drift (its interval
    is the older one), each by the monitoring DAG's retrain policy (:mod:`sluice.monitoring.policy`:
    ``retrain_on``): the intervals judged against the serving version,
    persistence ``k`` of ``n``, ``cooldown_days``, at most one retraining per interval.
@@ -56,7 +57,7 @@ import pandas as pd
 
 from sluice.config import ModelConfig, MonitoringConfig
 from sluice.lake import Lake, open_lake
-from sluice.monitoring.policy import RetrainDecision, retrain_on
+from sluice.monitoring.policy import RetrainDecision, retrain_on, sequential_run
 from sluice.training.steps import Evaluation, Fitted
 
 log = logging.getLogger(__name__)
@@ -309,9 +310,15 @@ def _score_and_drift(
 
 
 def _live(
-    cfg: ModelConfig, lake: Lake, ds: dt.date, label_ds: dt.date, scored: tuple[_Model, np.ndarray, np.ndarray]
+    cfg: ModelConfig,
+    lake: Lake,
+    ds: dt.date,
+    label_ds: dt.date,
+    scored: tuple[_Model, np.ndarray, np.ndarray],
+    earlier: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | None:
-    """``check_performance`` of interval ``ds`` once its labels landed at ``label_ds``; None before that."""
+    """``check_performance`` of interval ``ds`` once its labels landed at ``label_ds``; None before that.
+    ``earlier``: the pooled check's run so far (:func:`sluice.monitoring.policy.sequential_run`)."""
     from sluice.monitoring.performance import check_interval
 
     if not lake.landing_ready("labels", cfg.labels.dataset, label_ds):
@@ -326,7 +333,7 @@ def _live(
     if labels[key].dtype != preds[key].dtype:
         labels[key] = labels[key].astype(preds[key].dtype)
     per_interval = {model.interval_metric["metric"]: model.interval_metric} if model.interval_metric else {}
-    _, check = check_interval(cfg, preds, labels, model.test_metrics, per_interval)
+    _, check = check_interval(cfg, preds, labels, model.test_metrics, per_interval, earlier or [], ds.isoformat())
     return {"ds": ds.isoformat(), "label_ds": label_ds.isoformat(), "model_version": model.version, **check}
 
 
@@ -575,7 +582,10 @@ def _replay(
             scored = pending.pop(interval, None)
             for old in [d for d in pending if d < interval]:
                 pending.pop(old)
-            perf = _live(cfg, lk, interval, ds, scored) if scored is not None else None
+            perf = None
+            if scored is not None:
+                run = sequential_run(decays, scored[0].version, last_retrain(interval))
+                perf = _live(cfg, lk, interval, ds, scored, run)
             if perf is not None:
                 row["performance"] = perf
                 decays.append({**perf, "ds": interval.isoformat(), "decay": bool(perf.get("decay"))})
@@ -677,6 +687,8 @@ def _summary(
         "retrains_by_source": dict(collections.Counter(r["source"] for r in retrains)),
         "gate": {k: gate.get(k, 0) for k in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")},
         "decays": sum(1 for p in perf if p.get("decay")),
+        "interval_decays": sum(1 for p in perf if p.get("interval_decay", p.get("decay"))),
+        "pooled_alarms": sum(1 for p in perf if (p.get("sequential") or {}).get("alarm")),
         "performance_checks": len(perf),
         "champions": list(versions.values()),
         "final_champion": champion.version,
@@ -700,7 +712,8 @@ def format_summary(result: Mapping[str, Any], top: int = TOP_FEATURES) -> str:
         + (f"({', '.join(f'{k} {v}' for k, v in s['retrains_by_source'].items())})" if s["retrains"] else ""),
         f"gate               PASS {g['PASS']}, FAIL {g['FAIL']}, INCONCLUSIVE {g['INCONCLUSIVE']}"
         + (f", ERROR {g['ERROR']}" if g["ERROR"] else ""),
-        f"decays             {s['decays']} of {s['performance_checks']} performance checks",
+        f"decays             {s['decays']} of {s['performance_checks']} performance checks "
+        f"({s['interval_decays']} per interval, {s['pooled_alarms']} pooled alarms)",
         f"champions          {len(s['champions'])} (final v{s['final_champion']})",
         f"runtime            {s['seconds']:.0f}s (lake {s['lake_seconds']:.0f}s)",
     ]

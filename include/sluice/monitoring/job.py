@@ -44,6 +44,7 @@ __all__ = [
     "decide_on_performance",
     "decide_retrain",
     "interval_chunks",
+    "pooled_run",
     "record_retrain",
     "serving_of",
 ]
@@ -178,7 +179,13 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
 
     day = dt.date.fromisoformat(ds_str(ds))
     history = [
-        {"ds": r.ds, "decay": r.decay, "status": r.status, "model_version": r.model_version}
+        {
+            "ds": r.ds,
+            "decay": r.decay,
+            "interval_decay": r.interval_decay,
+            "status": r.status,
+            "model_version": r.model_version,
+        }
         for r in record.performance_history(lake, cfg.name, day)
     ]
     history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
@@ -201,8 +208,10 @@ def _prior(lake: Lake, cfg: ModelConfig, day: dt.date) -> dict[str, Any] | None:
 
 
 def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date | str) -> dict[str, Any]:
-    """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric:
-    ``performance.json`` written; its JSON form plus ``report_json``, its URI."""
+    """Live performance of interval ``ds`` once its labels arrived, against the serving version's test metric,
+    alone and pooled with the earlier intervals the same version served since the last retrain (their
+    ``performance.json``): ``performance.json`` written; its JSON form plus ``reasons`` (the per-interval and the
+    pooled verdict, for the mail) and ``report_json``, its URI."""
     import pandas as pd
 
     from sluice.monitoring.performance import interval_performance
@@ -215,12 +224,26 @@ def check_performance(cfg: ModelConfig, lake: Lake, registry: Any, ds: dt.date |
     if not files:
         raise MonitoringError(f"no labels for ds={ds_str(ds)} in labels/{cfg.labels.dataset}/ds={label_ds}")
     labels = pd.concat([pd.read_parquet(io.BytesIO(b)) for b in files.values()])
-    result = interval_performance(cfg, preds, labels, ref.test_metrics, ref.interval_metrics).of_interval(
-        ds_str(ds), serving["model_version"], label_ds.isoformat()
-    )
+    earlier = pooled_run(cfg, lake, ds, serving["model_version"])
+    result = interval_performance(
+        cfg, preds, labels, ref.test_metrics, ref.interval_metrics, earlier, ds_str(ds)
+    ).of_interval(ds_str(ds), serving["model_version"], label_ds.isoformat())
     uri = record.write_performance(lake, cfg.name, result)
     log.info("%s ds=%s v%s: %s", cfg.name, ds_str(ds), serving["model_version"], result.reason)
-    return {**result.to_dict(), "report_json": uri}
+    reasons = [result.reason]
+    if result.sequential and result.sequential["reason"] not in result.reason:
+        reasons.append(str(result.sequential["reason"]))
+    return {**result.to_dict(), "reasons": reasons, "report_json": uri}
+
+
+def pooled_run(cfg: ModelConfig, lake: Lake, ds: dt.date | str, version: str) -> list[dict[str, Any]]:
+    """The earlier intervals of the pooled check of interval ``ds``: the performance reports before it judged
+    against ``version`` since the last retrain (:func:`sluice.monitoring.policy.sequential_run`)."""
+    from sluice.monitoring.policy import sequential_run
+
+    day = dt.date.fromisoformat(ds_str(ds))
+    history = [r.to_dict() for r in record.performance_history(lake, cfg.name, day)]
+    return sequential_run(history, version, record.last_retrain(lake, cfg.name, day))
 
 
 def record_retrain(

@@ -13,7 +13,9 @@ checks; it shows here once its labels arrive (``labels.delay_days`` plus ``monit
 - :func:`performance_check`: decay when the metric dropped by more than ``performance.max_drop`` (absolute,
   in the metric's units, oriented so that a drop is always "worse": an increase for log_loss or rmse)
   below the champion's test metric (its mean over the test set's intervals when it has them: what one
-  interval scores), and only with at least ``performance.min_rows`` labelled rows.
+  interval scores), and only with at least ``performance.min_rows`` labelled rows; or when the pooled
+  check over the version's labelled intervals so far (``earlier``, :mod:`sluice.monitoring.sequential`: a
+  one-sided CUSUM) flags a sustained decline that no single interval shows.
 
 A judged interval is a :class:`PerformanceResult` (:func:`judge_performance`, :func:`interval_performance`);
 ``to_dict`` is its JSON form (``performance.json`` in the lake, XCom) and ``from_dict`` reads it back.
@@ -36,6 +38,7 @@ from sluice.evaluation.metrics import check_metric, compute_metrics, higher_is_b
 from sluice.evaluation.numbers import finite
 from sluice.monitoring.drift import MIN_REFERENCE_INTERVALS
 from sluice.monitoring.results import fields_from, json_form
+from sluice.monitoring.sequential import cusum
 
 SCORE = "score"  # the predictions zone's score column (sluice.serving.batch.SCORE)
 
@@ -62,6 +65,9 @@ class PerformanceResult:
     (oriented by ``higher_is_better``); ``reference_kind`` is ``"per_interval"`` (the mean of the test set's
     intervals, with ``noise_band``) or ``"pooled"``. ``ds``, ``model_version``, ``label_ds`` and
     ``live_metrics`` (a :func:`live_metrics` result) are None until monitoring sets them (:meth:`of_interval`).
+    ``interval_decay`` is the per-interval verdict alone; ``sequential`` the pooled one (a
+    :class:`~sluice.monitoring.sequential.SequentialResult` as a dict, None when the interval was not judged or
+    the check is off); ``decay`` is either.
     """
 
     decay: bool
@@ -77,6 +83,8 @@ class PerformanceResult:
     reference_kind: str
     noise_band: float | None
     reason: str
+    interval_decay: bool | None = None
+    sequential: dict[str, Any] | None = None
     ds: str | None = None
     model_version: str | None = None
     label_ds: str | None = None
@@ -99,10 +107,13 @@ class PerformanceResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PerformanceResult:
-        """A :meth:`to_dict` form read back (reports written before ``reference_kind`` read as pooled); a
-        missing field is a ValueError naming it."""
-        fields = fields_from(cls, data, "performance result", {*_IDENTITY, "reference_kind", "noise_band"})
+        """A :meth:`to_dict` form read back (reports written before ``reference_kind`` read as pooled, before
+        the pooled check as a per-interval decay only); a missing field is a ValueError naming it."""
+        optional = {*_IDENTITY, "reference_kind", "noise_band", "interval_decay", "sequential"}
+        fields = fields_from(cls, data, "performance result", optional)
         fields["reference_kind"] = data.get("reference_kind", "pooled")
+        if fields["interval_decay"] is None:
+            fields["interval_decay"] = bool(data["decay"])
         return cls(**fields)
 
 
@@ -180,10 +191,12 @@ def performance_check(
     metric: str | None = None,
     rows: int | None = None,
     per_interval: Mapping[str, Any] | None = None,
+    earlier: Sequence[Mapping[str, Any]] = (),
+    ds: str | None = None,
 ) -> dict[str, Any]:
     """The JSON form of :func:`judge_performance` (same arguments)."""
     return judge_performance(
-        live, reference_metrics, settings, metric=metric, rows=rows, per_interval=per_interval
+        live, reference_metrics, settings, metric=metric, rows=rows, per_interval=per_interval, earlier=earlier, ds=ds
     ).to_dict()
 
 
@@ -195,6 +208,8 @@ def judge_performance(
     metric: str | None = None,
     rows: int | None = None,
     per_interval: Mapping[str, Any] | None = None,
+    earlier: Sequence[Mapping[str, Any]] = (),
+    ds: str | None = None,
 ) -> PerformanceResult:
     """Whether the live metric decayed against the champion's test metric (``reference_metrics``).
 
@@ -210,6 +225,10 @@ def judge_performance(
     The metric is ``metric``, else ``settings.performance.metric``, else the only metric in ``live``; pass
     ``metric_for(cfg)`` to follow the config's default (the gate's primary metric). See
     :class:`PerformanceResult` for the result.
+
+    ``earlier``: the intervals judged against the same version since its last retrain, oldest first, each with
+    its ``ds`` and ``drop`` (:func:`sluice.monitoring.policy.sequential_run`); with this interval (``ds``) they
+    are the run of the pooled check (``performance.sequential``), which only a per-interval reference supports.
     """
     st = settings or MonitoringConfig()
     values = live["metrics"] if isinstance(live.get("metrics"), Mapping) else live
@@ -264,6 +283,28 @@ def judge_performance(
             f"ok: {name} {cur:.4f} vs {ref:.4f} ({against}) on {rows} labelled rows, "
             f"{'a drop' if drop > 0 else 'no drop'} of {max(drop, 0.0):.4f} <= {max_drop:g}"
         )
+    interval_decay, seq = decay, None
+    sq = st.performance.sequential
+    if sq.enabled and status in ("ok", "decay"):
+        sd = finite(per_interval.get("std")) if kind == "per_interval" and per_interval else None
+        run = [*earlier, {"ds": ds, "drop": drop}]
+        result = cusum(
+            run,
+            metric=name,
+            reference=ref if sd is not None else None,
+            reference_sd=sd,
+            reference_intervals=k,
+            settings=sq,
+        )
+        seq = result.to_dict()
+        if result.alarm:
+            decay, status = True, "decay"
+            reason = (
+                f"{reason}; {result.reason}" if interval_decay else f"{result.reason} (this interval alone: {reason})"
+            )
+        elif result.statistic is not None:
+            stat, h, n = result.statistic, result.threshold, result.intervals
+            reason = f"{reason}; pooled CUSUM {stat:.2f} of {h:g} over {n} interval(s)"
     return PerformanceResult(
         decay=decay,
         status=status,
@@ -278,6 +319,8 @@ def judge_performance(
         reference_kind=kind,
         noise_band=band,
         reason=reason,
+        interval_decay=interval_decay,
+        sequential=seq,
     )
 
 
@@ -287,9 +330,11 @@ def check_interval(
     labels: pd.DataFrame,
     test_metrics: Mapping[str, Any],
     interval_metrics: Mapping[str, Mapping[str, Any]],
+    earlier: Sequence[Mapping[str, Any]] = (),
+    ds: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(live_metrics, performance_check)`` of one interval: :func:`interval_performance` as JSON."""
-    result = interval_performance(cfg, predictions, labels, test_metrics, interval_metrics)
+    result = interval_performance(cfg, predictions, labels, test_metrics, interval_metrics, earlier, ds)
     return dict(result.live_metrics or {}), dataclasses.replace(result, live_metrics=None).to_dict()
 
 
@@ -299,15 +344,24 @@ def interval_performance(
     labels: pd.DataFrame,
     test_metrics: Mapping[str, Any],
     interval_metrics: Mapping[str, Mapping[str, Any]],
+    earlier: Sequence[Mapping[str, Any]] = (),
+    ds: str | None = None,
 ) -> PerformanceResult:
     """One interval for model ``cfg``: its metric (:func:`metric_for`) on the predictions whose labels arrived
     (the result's ``live_metrics``), against the serving version's test metric (``test_metrics``) and its
-    per-interval test metric (``interval_metrics``: metric -> ``{"metric", "mean", "std", "intervals"}``)."""
+    per-interval test metric (``interval_metrics``: metric -> ``{"metric", "mean", "std", "intervals"}``);
+    ``earlier`` and ``ds`` feed the pooled check (:func:`judge_performance`)."""
     metric = metric_for(cfg)
     live = live_metrics(
         predictions, labels, cfg.task, [metric], id_column=cfg.labels.join_key, label_column=cfg.labels.column
     )
     check = judge_performance(
-        live, test_metrics, cfg.monitoring, metric=metric, per_interval=interval_metrics.get(metric)
+        live,
+        test_metrics,
+        cfg.monitoring,
+        metric=metric,
+        per_interval=interval_metrics.get(metric),
+        earlier=earlier,
+        ds=ds,
     )
     return dataclasses.replace(check, live_metrics=live)

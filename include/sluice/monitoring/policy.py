@@ -3,7 +3,9 @@
 One noisy interval is not a trend. :func:`decide` turns the drift verdicts of the intervals judged against
 the serving version into a decision: drift in ``persistence.k`` of the last ``persistence.n`` intervals,
 never within ``cooldown_days`` of the last retrain. :func:`decide_on_decay` does the same for live
-performance (``performance.persistence``). :func:`retrain_on` takes the
+performance (``performance.persistence``); a pooled alarm (``performance.sequential``, a CUSUM over the
+labelled intervals of :func:`sequential_run`) is persistent by construction and starts a retrain without
+``k`` of ``n``, under the same cooldown. :func:`retrain_on` takes the
 decisions the monitoring DAG and the replay take: the history narrowed to the serving version
 (:func:`judged_against`), the rule, and at most one retraining per interval (:func:`once_per_interval`).
 """
@@ -25,6 +27,7 @@ __all__ = [
     "RetrainDecision",
     "once_per_interval",
     "retrain_on",
+    "sequential_run",
 ]
 
 
@@ -125,8 +128,10 @@ def decide_on_decay(
     "decay"}`` (a :func:`performance_check` result with its ``ds``; ``status`` and ``reason`` are used when
     present: intervals not judged are left out, the newest decay's reason is quoted). One noisy day is not a
     trend: decay must show in ``performance.persistence.k`` of the last ``n`` intervals, and never within
-    ``cooldown_days`` of the last retrain. Returns ``{"retrain", "reason", "decayed_intervals", "intervals",
-    "k", "n", "cooldown"}``.
+    ``cooldown_days`` of the last retrain. k of n counts the per-interval verdicts (``interval_decay``, else
+    ``decay``). When the newest interval carries a pooled alarm (``sequential.alarm``: the CUSUM over the
+    intervals since the last retrain already is the persistence), it retrains unless the cooldown is active.
+    Returns ``{"retrain", "reason", "decayed_intervals", "intervals", "k", "n", "cooldown", "pooled"}``.
     """
     st = settings or MonitoringConfig()
     entries = []
@@ -134,21 +139,51 @@ def decide_on_decay(
         if not isinstance(e, Mapping) or "decay" not in e:
             raise ValueError(f"history[{i}]: expected a performance result (a mapping with 'decay')")
         if e.get("status", "ok") in ("ok", "decay"):  # an interval too small to judge is no evidence either way
-            entries.append({"ds": e.get("ds"), "drift": bool(e["decay"])})
+            single = e.get("interval_decay")
+            entries.append({"ds": e.get("ds"), "drift": bool(e["decay"] if single is None else single)})
     rule = st.model_copy(update={"persistence": st.performance.persistence})
     d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
     latest = history[-1] if history else {}
+    pooled = bool(latest.get("status", "ok") == "decay" and (latest.get("sequential") or {}).get("alarm"))
+    retrain, reason = bool(d["drift"]), str(d["reason"])
+    if pooled and not retrain:
+        cool = d["cooldown"]
+        if cool["active"]:
+            reason = (
+                f"no retrain: a pooled decline over the labelled intervals, but the last retrain was "
+                f"{cool['days_since_retrain']} day(s) ago, within the {cool['cooldown_days']}-day cooldown"
+            )
+        else:
+            retrain, reason = True, "decay: a pooled decline over the labelled intervals since the last retrain"
     if latest.get("decay") and latest.get("reason"):
-        d["reason"] = f"{d['reason']} ({latest['reason']})"
+        reason = f"{reason} ({latest['reason']})"
     return {
-        "retrain": d["drift"],
-        "reason": d["reason"],
+        "retrain": retrain,
+        "reason": reason,
         "decayed_intervals": d["drifted_intervals"],
         "intervals": d["intervals"],
         "k": d["k"],
         "n": d["n"],
         "cooldown": d["cooldown"],
+        "pooled": pooled,
     }
+
+
+def sequential_run(
+    history: Iterable[Mapping[str, Any]], version: Any, last_retrain: dt.date | str | None
+) -> list[dict[str, Any]]:
+    """The earlier intervals of the pooled check (``performance.sequential``): those of ``history`` judged
+    against ``version`` (:func:`judged_against`), dated after ``last_retrain`` (a retrain, passed or not,
+    restarts the sum, as it restarts k of n), and judged (status ok or decay); ``{"ds", "drop"}`` each."""
+    after = _as_date(last_retrain, "last_retrain") if last_retrain is not None else None
+    out = []
+    for h in judged_against(history, version):
+        if h.get("status", "ok") not in ("ok", "decay") or h.get("drop") is None:
+            continue
+        if after is not None and h.get("ds") is not None and _as_date(h["ds"], "history ds") <= after:
+            continue
+        out.append({"ds": str(h.get("ds")), "drop": float(h["drop"])})
+    return out
 
 
 def judged_against(history: Iterable[Mapping[str, Any]], version: Any) -> list[Mapping[str, Any]]:

@@ -94,12 +94,17 @@ def test_the_performance_result_is_typed_and_performance_check_is_its_json_form(
     typed = judge_performance(*args, MonitoringConfig(), **kw)
     assert typed.decay and typed.status == "decay" and typed.reference_kind == "per_interval"
     assert typed.to_dict() == performance_check(*args, MonitoringConfig(), **kw)
-    assert list(typed.to_dict())[-1] == "reason", "the JSON form ends with the reason, as before"
+    assert list(typed.to_dict())[-3:] == ["reason", "interval_decay", "sequential"], "new fields come last"
     stamped = typed.of_interval(day(0), "3", day(7), {"metrics": {"roc_auc": 0.7}, "rows": 900})
     assert list(stamped.to_dict())[-4:] == ["ds", "model_version", "label_ds", "live_metrics"]
     assert PerformanceResult.from_dict(json.loads(json.dumps(stamped.to_dict()))) == stamped
-    older = {k: v for k, v in typed.to_dict().items() if k not in ("reference_kind", "noise_band")}
-    assert PerformanceResult.from_dict(older).reference_kind == "pooled"
+    older = {
+        k: v
+        for k, v in typed.to_dict().items()
+        if k not in ("reference_kind", "noise_band", "interval_decay", "sequential")
+    }
+    back = PerformanceResult.from_dict(older)
+    assert back.reference_kind == "pooled" and back.interval_decay is True and back.sequential is None
     with pytest.raises(ValueError, match=r"no \['status'"):
         PerformanceResult.from_dict({"decay": True})
 
