@@ -298,3 +298,18 @@ def test_equal_models_rarely_fail_on_slices_where_the_point_rule_did() -> None:
     print(f"equal models, 20 test sets: the point rule failed {point_fails}, the significance rule {new_fails}")
     assert point_fails >= 5  # the scenario is noisy enough that the old rule misfires
     assert new_fails <= 1
+
+
+def test_why_not_promoted_mail_lists_the_slices_that_did_not_decide() -> None:
+    """The mail of a gate failed on its floor shows the carrier that regressed on 137 rows as too small."""
+    from dataclasses import replace
+
+    from sluice.alerts.email import gate_alert
+
+    inputs = replace(gate_inputs({"VX": SMALL_BUT_CLEAR, "AA": S(0.01, 1.0)}), candidate_metrics={"roc_auc": 0.45})
+    d = evaluate_gate(gate_config(), inputs)
+    assert [r.rule for r in d.failing_rules] == ["floor:roc_auc"]
+    alert = gate_alert("flights", d, {}, candidate="v6", champion="5")
+    row = next(x for x in alert.text.splitlines() if x.startswith("  carrier  VX "))
+    assert "+0.1600" in row and "137 (30/107)" in row and "too small (137 rows < slice_min_rows 200)" in row
+    assert "reported, not decisive" in alert.text and "too small (137 rows" in alert.html
