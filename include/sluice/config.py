@@ -221,7 +221,21 @@ class GateConfig(_Frozen):
     slice_columns: tuple[str, ...] = ()
     """Columns whose every value is a slice the candidate must not regress on."""
     slice_max_regression: Annotated[float, Field(gt=0, lt=1)] | None = None
-    """Largest regression of the primary metric on any slice (champion - candidate)."""
+    """Largest regression of the primary metric on any slice (champion - candidate). A slice value fails the
+    gate only when its regression beyond this is significant (paired bootstrap on its rows, Holm-corrected
+    across the slice values judged, at ``slice_alpha``) and it has ``slice_min_rows`` rows and
+    ``slice_min_positives`` of each class; the others are reported, never decisive."""
+    slice_min_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    """Test rows a slice value needs before its regression can fail the gate. Smaller slice values are listed
+    in the gate report (too small), not judged: an AUC on 100 rows moves by 0.1 between two similar models."""
+    slice_min_positives: Annotated[int, Field(ge=0, le=1_000_000)] = 30
+    """Classification: test rows of each class (positives, and as many negatives) a slice value needs to be
+    judged; a ranking metric on a handful of positives is noise. Ignored for regression."""
+    slice_alpha: Annotated[float, Field(gt=0, le=0.5)] = 0.05
+    """Family-wise error rate of the slice rule: the chance that any slice value judged is called a regression
+    beyond ``slice_max_regression`` when none is (one-sided bootstrap p-values, Holm's step-down correction).
+    With ``bootstrap_samples`` B no p-value is below 1/(B+1): more than (B+1) x alpha slice values cannot all be
+    judged (the gate then fails and says how many resamples it needs)."""
     max_model_mb: Annotated[float, Field(gt=0)] | None = None
     """Budget on the pickled model's size, MiB."""
     max_latency_ms: Annotated[float, Field(gt=0)] | None = None

@@ -15,8 +15,14 @@ Rules (each only when configured, except ``thresholds_configured`` and ``trainin
 - ``non_inferiority`` (champion): on the oriented bootstrap interval of the primary metric (positive =
   candidate better): lower > -margin PASS, upper < -margin FAIL, otherwise INCONCLUSIVE.
 - ``min_improvement`` (champion): lower > delta PASS, upper <= delta FAIL, otherwise INCONCLUSIVE.
-- ``slices`` (champion): for every slice value measured on both sides, the regression of the primary
-  metric (champion - candidate, oriented: positive = candidate worse) must not exceed the limit.
+- ``slices`` (champion): a slice value fails the gate when the regression of the primary metric on its test
+  rows (champion - candidate, oriented: positive = candidate worse) exceeds the limit *significantly* and
+  the slice value is big enough to judge: at least ``slice_min_rows`` rows and ``slice_min_positives`` of
+  each class. Significance: the one-sided p-value of "not worse by more than the limit" from the paired
+  bootstrap on the slice's rows (the same resamples as the gate's interval), Holm-corrected across the
+  slice values judged, at most ``slice_alpha``. Slice values beyond the limit that are too small or not
+  significant are reported (``slice_findings``, the notes), never decisive. Fails closed without the
+  slices' bootstrap, or when too few resamples make significance unreachable.
 - ``bootstrap`` (champion, slices-only gate): FAIL when the bootstrap result is missing (the interval rules
   above already fail without it).
 
@@ -26,6 +32,7 @@ comparative rules are SKIPPED.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -92,6 +99,9 @@ class GateDecision:
     champion_metrics: dict[str, float] | None
     bootstrap: dict[str, Any] | None
     regressed_slices: list[dict[str, Any]] = field(default_factory=list)
+    slice_findings: list[dict[str, Any]] = field(default_factory=list)
+    """Every slice value whose regression exceeds the limit, decisive or not, with its ``status``
+    (regressed, not significant, too small, undefined) and why: what the report lists."""
 
     @property
     def failing_rules(self) -> tuple[RuleResult, ...]:
@@ -113,6 +123,7 @@ class GateDecision:
             "champion_metrics": json_safe(self.champion_metrics),
             "bootstrap": json_safe(self.bootstrap),
             "regressed_slices": json_safe(self.regressed_slices),
+            "slice_findings": json_safe(self.slice_findings),
         }
 
     @classmethod
@@ -128,6 +139,7 @@ class GateDecision:
             champion_metrics=None if champion is None else dict(champion),
             bootstrap=None if data.get("bootstrap") is None else dict(data["bootstrap"]),
             regressed_slices=[dict(s) for s in data.get("regressed_slices", ())],
+            slice_findings=[dict(s) for s in data.get("slice_findings", ())],
         )
 
 
@@ -140,6 +152,8 @@ class GateInputs:
     bootstrap: BootstrapResult | None = None
     candidate_slices: dict[str, dict[str, dict[str, Any]]] | None = None
     champion_slices: dict[str, dict[str, dict[str, Any]]] | None = None
+    slice_bootstrap: dict[str, dict[str, dict[str, Any]]] | None = None
+    """``bootstrap.paired_bootstrap_slices``'s per-slice result: rows, classes, p-value against the limit."""
     model_size_mb: float | None = None
     latency_ms: float | None = None
     training_suite_passed: bool = False
@@ -278,72 +292,176 @@ def _min_improvement(gate: GateConfig, delta: float, b: BootstrapResult | None) 
     )
 
 
-def _slices(gate: GateConfig, limit: float, inputs: GateInputs) -> tuple[RuleResult, list[dict[str, Any]], list[str]]:
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): reject where adjusted <= alpha. It controls the
+    family-wise error rate like Bonferroni and never rejects less."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+#: what became of a slice value at the slice rule (``GateDecision.slice_findings``)
+REGRESSED = "regressed"  # significant, big enough: decisive
+NOT_SIGNIFICANT = "not significant"  # judged; beyond the limit on its rows, but not beyond noise
+TOO_SMALL = "too small"  # below slice_min_rows / slice_min_positives: reported only
+UNDEFINED = "undefined"  # the metric or its bootstrap is undefined on the slice: reported only
+
+
+def _too_small(gate: GateConfig, entry: Mapping[str, Any]) -> str | None:
+    n = int(entry.get("n_rows") or 0)
+    if n < gate.slice_min_rows:
+        return f"{n} rows < slice_min_rows {gate.slice_min_rows}"
+    pos, neg = entry.get("positives"), entry.get("negatives")
+    if pos is not None and neg is not None and min(int(pos), int(neg)) < gate.slice_min_positives:
+        return f"{int(pos)} positives / {int(neg)} negatives: fewer than slice_min_positives {gate.slice_min_positives}"
+    return None
+
+
+def _slice_line(r: Mapping[str, Any]) -> str:
+    p = "" if r.get("p_adjusted") is None else f", p={r['p_adjusted']:.3g} after Holm"
+    return (
+        f"{r['column']}={r['value']}: {r['candidate']:.4f} vs champion {r['champion']:.4f} "
+        f"(worse by {r['regression']:.4f}, n={r['n_rows']}{p})"
+    )
+
+
+def _slices(
+    gate: GateConfig, limit: float, inputs: GateInputs
+) -> tuple[RuleResult, list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """The slice rule: ``(result, decisive regressions, every slice value beyond the limit, notes)``."""
     metric = gate.primary_metric
-    cand, champ = inputs.candidate_slices, inputs.champion_slices
+    cand, champ, boot = inputs.candidate_slices, inputs.champion_slices, inputs.slice_bootstrap
     missing_side = [side for side, s in (("candidate", cand), ("champion", champ)) if s is None]
     if missing_side or cand is None or champ is None:
         detail = f"slice metrics not measured for the {' and '.join(missing_side)}"
-        return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], []
+        return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], [], []
     hib = _hib(metric) is not False
     columns = list(gate.slice_columns) or sorted(set(cand) | set(champ))
     if not columns:
         detail = "slice_max_regression is set but there are no slice columns to compare"
-        return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], []
-    missing = [c for c in columns if c not in cand or c not in champ]
-    regressed: list[dict[str, Any]] = []
-    compared = too_small = one_sided = 0
-    worst: float | None = None
+        return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], [], []
+    if boot is None:
+        detail = (
+            "the slices' paired bootstrap was not measured (an evaluation from an older version?): without it no "
+            "slice regression can be told from noise; rerun the evaluate task"
+        )
+        return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], [], []
+    missing = [c for c in columns if c not in cand or c not in champ or c not in boot]
+    entries: list[dict[str, Any]] = []
+    too_small_metric = one_sided = 0
     for column in columns:
         if column in missing:
             continue
-        c_col, h_col = cand[column], champ[column]
+        c_col, h_col, b_col = cand[column], champ[column], boot[column]
         one_sided += len(set(c_col) ^ set(h_col))
         for value in sorted(set(c_col) & set(h_col)):
-            c, h = c_col[value], h_col[value]
-            cv: Any = c.get("value")
-            hv: Any = h.get("value")
+            cv: Any = c_col[value].get("value")
+            hv: Any = h_col[value].get("value")
             if not (is_finite(cv) and is_finite(hv)):
-                too_small += 1
+                too_small_metric += 1
                 continue
+            b = b_col.get(value) or {}
             regression = float(hv) - float(cv) if hib else float(cv) - float(hv)
-            compared += 1
-            worst = regression if worst is None else max(worst, regression)
-            if regression > limit:
-                regressed.append(
-                    {
-                        "column": column,
-                        "value": value,
-                        "metric": metric,
-                        "candidate": float(cv),
-                        "champion": float(hv),
-                        "regression": regression,
-                        "n_candidate": c.get("n"),
-                        "n_champion": h.get("n"),
-                    }
+            entry: dict[str, Any] = {
+                "column": column,
+                "value": value,
+                "metric": metric,
+                "candidate": float(cv),
+                "champion": float(hv),
+                "regression": regression,
+                "n_candidate": c_col[value].get("n"),
+                "n_champion": h_col[value].get("n"),
+                "n_rows": b.get("n_rows", c_col[value].get("n")),
+                "positives": b.get("positives"),
+                "negatives": b.get("negatives"),
+                "lower": b.get("lower"),
+                "upper": b.get("upper"),
+                "p_value": b.get("p_value"),
+                "p_adjusted": None,
+                "status": None,
+                "why": "",
+            }
+            if b and is_finite(b.get("limit")) and abs(float(b["limit"]) - limit) > 1e-12:
+                detail = (
+                    f"the slices' bootstrap was computed against a limit of {float(b['limit']):g}, but "
+                    f"slice_max_regression is {limit:g}: rerun the evaluate task with this config"
                 )
-    regressed.sort(key=lambda r: -r["regression"])
+                return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], [], []
+            small = _too_small(gate, entry)
+            if small:
+                entry.update(status=TOO_SMALL, why=small)
+            elif not is_finite(entry["p_value"]):
+                entry.update(status=UNDEFINED, why=f"{metric} undefined on most resamples of its rows")
+            entries.append(entry)
+
+    judged = [e for e in entries if e["status"] is None]
+    for e, adjusted in zip(judged, holm([float(e["p_value"]) for e in judged]), strict=True):
+        e["p_adjusted"] = adjusted
+        significant = e["regression"] > limit and adjusted <= gate.slice_alpha
+        e["status"] = REGRESSED if significant else NOT_SIGNIFICANT
+        e["why"] = (
+            f"p={e['p_value']:.3g}, {adjusted:.3g} after Holm over {len(judged)} slice values "
+            f"{'<=' if significant else '>'} slice_alpha {gate.slice_alpha:g}"
+        )
+    findings = sorted((e for e in entries if e["regression"] > limit), key=lambda e: -e["regression"])
+    regressed = [e for e in findings if e["status"] == REGRESSED]
+    worst = max((e["regression"] for e in judged), default=None)
+
     notes = []
-    if too_small:
-        notes.append(f"slices: {too_small} slice value(s) too small to judge (or metric undefined), not compared")
+    if too_small_metric:
+        notes.append(
+            f"slices: {too_small_metric} slice value(s) too small to measure (or metric undefined), not compared"
+        )
     if one_sided:
         notes.append(f"slices: {one_sided} slice value(s) present on one side only, not compared")
+    reported = [e for e in findings if e["status"] != REGRESSED]
+    if reported:
+        listed = "; ".join(
+            f"{e['column']}={e['value']} worse by {e['regression']:.4f} ({e['status']})" for e in reported
+        )
+        notes.append(f"slices beyond {limit:g} but not decisive (reported, not judged or not significant): {listed}")
     if missing:
         detail = f"slice column(s) not measured on both sides: {', '.join(missing)}"
-        return RuleResult("slices", Verdict.FAIL, worst, limit, detail), regressed, notes
+        return RuleResult("slices", Verdict.FAIL, worst, limit, detail), regressed, findings, notes
     if regressed:
-        listed = "; ".join(
-            f"{r['column']}={r['value']}: {r['candidate']:.4f} vs champion {r['champion']:.4f} "
-            f"(worse by {r['regression']:.4f}, n={r['n_candidate']}/{r['n_champion']})"
-            for r in regressed
+        detail = (
+            f"{len(regressed)} of {len(judged)} slice values judged regress {metric} by more than {limit:g}, "
+            f"significantly (Holm, family-wise alpha {gate.slice_alpha:g}): "
+            + "; ".join(_slice_line(r) for r in regressed)
         )
-        detail = f"{len(regressed)} of {compared} slice values regress {metric} by more than {limit:g}: {listed}"
-        return RuleResult("slices", Verdict.FAIL, worst, limit, detail), regressed, notes
-    if compared == 0:
-        detail = f"no slice value had enough rows on both sides to compare ({too_small} too small)"
+        return RuleResult("slices", Verdict.FAIL, worst, limit, detail), regressed, findings, notes
+    resamples = min((int(boot[e["column"]][e["value"]].get("resamples") or 0) for e in judged), default=0)
+    beyond = [e for e in judged if e["regression"] > limit]
+    if beyond and len(judged) > gate.slice_alpha * (resamples + 1):
+        need = math.ceil(len(judged) / gate.slice_alpha)
+        detail = (
+            f"{len(judged)} slice values judged but with {resamples} resamples no p-value is below "
+            f"1/{resamples + 1}, so Holm at slice_alpha {gate.slice_alpha:g} cannot call any of them significant "
+            f"while {len(beyond)} regress beyond {limit:g}: raise gate.bootstrap_samples to at least {need}"
+        )
+        return RuleResult("slices", Verdict.FAIL, worst, limit, detail), regressed, findings, notes
+    small = sum(e["status"] == TOO_SMALL for e in entries)
+    if not judged:
+        detail = (
+            f"no slice value had enough rows to judge ({small} below slice_min_rows {gate.slice_min_rows} or "
+            f"slice_min_positives {gate.slice_min_positives}, {too_small_metric} not measurable)"
+        )
     else:
-        detail = f"{compared} slice values compared; worst {metric} regression {worst:+.4f} <= {limit:g}"
-    return RuleResult("slices", Verdict.PASS, worst, limit, detail), regressed, notes
+        detail = (
+            f"{len(judged)} slice values judged; worst {metric} regression {worst:+.4f}"
+            + (
+                f", {len(beyond)} beyond {limit:g} but not significantly (Holm, alpha {gate.slice_alpha:g})"
+                if beyond
+                else f" <= {limit:g}"
+            )
+            + (f"; {small} too small to judge" if small else "")
+        )
+    return RuleResult("slices", Verdict.PASS, worst, limit, detail), regressed, findings, notes
 
 
 def evaluate_gate(gate: GateConfig, inputs: GateInputs) -> GateDecision:
@@ -351,6 +469,7 @@ def evaluate_gate(gate: GateConfig, inputs: GateInputs) -> GateDecision:
     rules: list[RuleResult] = []
     notes: list[str] = []
     regressed: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
     has_champion = inputs.champion_metrics is not None
     absolute, comparative = _configured(gate)
 
@@ -415,7 +534,7 @@ def evaluate_gate(gate: GateConfig, inputs: GateInputs) -> GateDecision:
         if gate.min_improvement is not None:
             rules.append(_min_improvement(gate, gate.min_improvement, inputs.bootstrap))
         if gate.slice_max_regression is not None:
-            rule, regressed, slice_notes = _slices(gate, gate.slice_max_regression, inputs)
+            rule, regressed, findings, slice_notes = _slices(gate, gate.slice_max_regression, inputs)
             rules.append(rule)
             notes += slice_notes
             if inputs.bootstrap is None and gate.non_inferiority_margin is None and gate.min_improvement is None:
@@ -445,4 +564,5 @@ def evaluate_gate(gate: GateConfig, inputs: GateInputs) -> GateDecision:
         champion_metrics=None if inputs.champion_metrics is None else dict(inputs.champion_metrics),
         bootstrap=None if inputs.bootstrap is None else inputs.bootstrap.to_dict(),
         regressed_slices=regressed,
+        slice_findings=findings,
     )

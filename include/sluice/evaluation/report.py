@@ -3,7 +3,8 @@ report logged to MLflow, no external assets).
 
 Both show the same things in the same order: the decision, the metrics of candidate and champion with
 their difference, the bootstrap interval, every rule with its verdict and numbers (failing ones first),
-the regressed slices and the links. Every value is escaped: HTML-escaped in HTML, control characters
+the slices (those that failed the gate, then those beyond the limit that were too small or not significant
+to decide it) and the links. Every value is escaped: HTML-escaped in HTML, control characters
 removed in text; a link whose scheme is not http(s) or mailto (or a relative path) is shown, not linked.
 """
 
@@ -92,10 +93,23 @@ def _table_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
-_SLICE_HEADER = ("column", "value", "candidate", "champion", "regression", "n (candidate/champion)")
+_SLICE_HEADER = ("column", "value", "candidate", "champion", "regression", "rows (pos/neg)", "p (Holm)", "status")
 
 
-def _slice_rows(decision: GateDecision) -> list[tuple[str, ...]]:
+def _rows_cell(s: Mapping[str, Any]) -> str:
+    n = s.get("n_rows", s.get("n_candidate"))
+    pos, neg = s.get("positives"), s.get("negatives")
+    return f"{n}" + (f" ({pos}/{neg})" if pos is not None and neg is not None else "")
+
+
+def _p_cell(s: Mapping[str, Any]) -> str:
+    if s.get("p_value") is None:
+        return "-"
+    adjusted = s.get("p_adjusted")
+    return _num(s.get("p_value"), ".3g") + ("" if adjusted is None else f" ({_num(adjusted, '.3g')})")
+
+
+def _slice_rows(slices: Sequence[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (
             str(s.get("column")),
@@ -103,10 +117,26 @@ def _slice_rows(decision: GateDecision) -> list[tuple[str, ...]]:
             _num(s.get("candidate")),
             _num(s.get("champion")),
             _num(s.get("regression"), "+.4f"),
-            f"{s.get('n_candidate')}/{s.get('n_champion')}",
+            _rows_cell(s),
+            _p_cell(s),
+            " ".join(str(x) for x in (s.get("status") or "regressed", s.get("why") and f"({s['why']})") if x),
         )
-        for s in decision.regressed_slices
+        for s in slices
     ]
+
+
+def slice_sections(decision: GateDecision) -> list[tuple[str, list[tuple[str, ...]]]]:
+    """``(title, rows)``: the slice values that failed the gate, then those beyond the limit that did not
+    decide it (too small, not significant, undefined), so a reader sees both and why."""
+    metric = decision.primary_metric
+    reported = [s for s in decision.slice_findings if s.get("status") != "regressed"]
+    sections = []
+    if decision.regressed_slices:
+        sections.append((f"Regressed slices ({metric}), decisive", _slice_rows(decision.regressed_slices)))
+    if reported:
+        title = f"Slices beyond the limit ({metric}), reported, not decisive: too small or not significant"
+        sections.append((title, _slice_rows(reported)))
+    return sections
 
 
 def _headline(decision: GateDecision, model: str, candidate_label: str, champion_label: str | None) -> str:
@@ -135,9 +165,9 @@ def render_text(
         for r in ordered_rules(decision)
     ]
     lines += _table_text(("verdict", "rule", "observed", "threshold", "detail"), rule_rows)
-    if decision.regressed_slices:
-        lines += ["", _clean(f"Regressed slices ({decision.primary_metric}):")]
-        lines += _table_text(_SLICE_HEADER, _slice_rows(decision))
+    for title, rows in slice_sections(decision):
+        lines += ["", _clean(f"{title}:")]
+        lines += _table_text(_SLICE_HEADER, rows)
     if links:
         lines += ["", "Links:"]
         lines += [f"  {_clean(k)}: {_clean(v)}" for k, v in links.items()]
@@ -204,9 +234,9 @@ def render_html(
             [Verdict(r.verdict).value for r in rules],
         )
     )
-    if decision.regressed_slices:
-        parts.append(f"<h2>Regressed slices ({_e(decision.primary_metric)})</h2>")
-        parts.append(_table_html(_SLICE_HEADER, _slice_rows(decision)))
+    for title, rows in slice_sections(decision):
+        parts.append(f"<h2>{_e(title)}</h2>")
+        parts.append(_table_html(_SLICE_HEADER, rows))
     if links:
         parts.append(f"<h2>Links</h2>{link_list(links)}")
     title = _e(f"{model}: gate {verdict}")

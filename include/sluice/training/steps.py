@@ -214,7 +214,7 @@ def interval_metric(cfg: ModelConfig, test_df: pd.DataFrame, scores: Any) -> dic
 def compare(cfg: ModelConfig, test_df: pd.DataFrame, candidate: Any, champion: Any | None) -> dict[str, Any]:
     """Candidate (and champion, if any) scored on the same test rows: the gate's metrics, slices and the paired
     bootstrap of the primary metric. ``champion`` (who it is) is filled in by :func:`evaluate_candidate`."""
-    from sluice.evaluation.bootstrap import paired_bootstrap
+    from sluice.evaluation.bootstrap import paired_bootstrap, paired_bootstrap_slices
     from sluice.evaluation.metrics import compute_metrics, slice_metrics
     from sluice.training.model import predict_scores
 
@@ -231,20 +231,21 @@ def compare(cfg: ModelConfig, test_df: pd.DataFrame, candidate: Any, champion: A
     }
     if champion is not None:
         champ = predict_scores(champion, test_df, cfg.task)
-        boot = paired_bootstrap(
-            cfg.task,
-            g.primary_metric,
-            y,
-            cand,
-            champ,
-            n_samples=g.bootstrap_samples,
-            confidence=g.confidence,
-            seed=cfg.training.seed,
-        )
+        n, conf, seed = g.bootstrap_samples, g.confidence, cfg.training.seed
+        slice_boot = None
+        if slices and g.slice_max_regression is not None:
+            # the slices' significance is read off the gate's own resamples, restricted to each slice's rows
+            limit = g.slice_max_regression
+            boot, slice_boot = paired_bootstrap_slices(
+                cfg.task, g.primary_metric, y, cand, champ, slices, limit=limit, n_samples=n, confidence=conf, seed=seed
+            )
+        else:
+            boot = paired_bootstrap(cfg.task, g.primary_metric, y, cand, champ, n_samples=n, confidence=conf, seed=seed)
         out.update(
             champion_metrics=compute_metrics(cfg.task, y, champ, g.metrics),
             champion_slices=slice_metrics(cfg.task, y, champ, slices, g.primary_metric) if slices else None,
             bootstrap=boot.to_dict(),
+            slice_bootstrap=slice_boot,
         )
     return out
 
@@ -262,6 +263,7 @@ class Evaluation:
     champion_metrics: dict[str, Any] | None = None
     champion_slices: dict[str, Any] | None = None
     bootstrap: dict[str, Any] | None = None
+    slice_bootstrap: dict[str, Any] | None = None  # per slice value: rows, classes, p-value against the limit
     skipped: str | None = None
 
     @property
@@ -280,7 +282,10 @@ class Evaluation:
         }
         if self.has_champion:
             out.update(
-                champion_metrics=self.champion_metrics, champion_slices=self.champion_slices, bootstrap=self.bootstrap
+                champion_metrics=self.champion_metrics,
+                champion_slices=self.champion_slices,
+                bootstrap=self.bootstrap,
+                slice_bootstrap=self.slice_bootstrap,
             )
         return json_object(out)
 
@@ -295,6 +300,7 @@ class Evaluation:
             champion_metrics=data.get("champion_metrics"),
             champion_slices=data.get("champion_slices"),
             bootstrap=data.get("bootstrap"),
+            slice_bootstrap=data.get("slice_bootstrap"),
             skipped=data.get("skipped"),
         )
 
@@ -338,6 +344,7 @@ def judge(
         bootstrap=BootstrapResult(**boot) if boot else None,
         candidate_slices=evaluation.candidate_slices,
         champion_slices=evaluation.champion_slices,
+        slice_bootstrap=evaluation.slice_bootstrap,
         model_size_mb=model_size_mb,
         latency_ms=latency_ms,
         training_suite_passed=suite_passed,

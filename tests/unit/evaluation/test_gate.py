@@ -48,12 +48,19 @@ def slices(**values: float | None) -> dict:
     return {"region": {k: {"value": v, "n": 400} for k, v in values.items()}}
 
 
+def sboot(n: int = 400, positives: int = 120, limit: float = 0.05, **p_values: float | None) -> dict:
+    """The slices' bootstrap as ``paired_bootstrap_slices`` records it: rows, classes, p-value vs the limit."""
+    entry = {"n_rows": n, "positives": positives, "negatives": n - positives, "limit": limit, "resamples": 1000}
+    return {"region": {k: {**entry, "p_value": p} for k, p in p_values.items()}}
+
+
 GOOD = GateInputs(
     candidate_metrics={"roc_auc": 0.82, "log_loss": 0.41},
     champion_metrics={"roc_auc": 0.80, "log_loss": 0.43},
     bootstrap=ci(0.005, 0.035),
     candidate_slices=slices(north=0.80, south=0.79),
     champion_slices=slices(north=0.79, south=0.80),
+    slice_bootstrap=sboot(north=0.9, south=0.99),
     model_size_mb=12.0,
     latency_ms=4.0,
     training_suite_passed=True,
@@ -238,14 +245,30 @@ RULE_CASES = [
         "no bootstrap",
     ),
     # slices (limit 0.05 on the primary metric)
-    ("slices_pass", {}, {}, "slices", Verdict.PASS, "2 slice values compared"),
+    ("slices_pass", {}, {}, "slices", Verdict.PASS, "2 slice values judged"),
     (
         "slices_regression",
         {},
-        {"candidate_slices": slices(north=0.70, south=0.79)},
+        {"candidate_slices": slices(north=0.70, south=0.79), "slice_bootstrap": sboot(north=0.001, south=0.9)},
         "slices",
         Verdict.FAIL,
         "region=north: 0.7000 vs champion 0.7900",
+    ),
+    (
+        "slices_regression_not_significant_passes",
+        {},
+        {"candidate_slices": slices(north=0.70, south=0.79), "slice_bootstrap": sboot(north=0.2, south=0.9)},
+        "slices",
+        Verdict.PASS,
+        "1 beyond 0.05 but not significantly",
+    ),
+    (
+        "slices_no_slice_bootstrap_fails_closed",
+        {},
+        {"slice_bootstrap": None},
+        "slices",
+        Verdict.FAIL,
+        "rerun the evaluate task",
     ),
     (
         "slices_regression_at_limit_passes",
@@ -295,6 +318,7 @@ RULE_CASES = [
             "bootstrap": ci(0.0, 0.01, metric="log_loss"),
             "candidate_slices": slices(north=0.52, south=0.40),
             "champion_slices": slices(north=0.45, south=0.41),
+            "slice_bootstrap": sboot(north=0.001, south=0.9),
         },
         "slices",
         Verdict.FAIL,
@@ -370,29 +394,39 @@ def test_fail_wins_over_inconclusive() -> None:
 def test_regressed_slices_listed_with_both_values_and_n() -> None:
     cand = {"region": {"north": {"value": 0.70, "n": 300}, "south": {"value": 0.60, "n": 250}}}
     champ = {"region": {"north": {"value": 0.79, "n": 300}, "south": {"value": 0.78, "n": 250}}}
-    d = evaluate_gate(gate(), inputs(candidate_slices=cand, champion_slices=champ))
-    assert d.regressed_slices == [
+    boot = {
+        "region": {
+            "north": {"n_rows": 300, "positives": 90, "negatives": 210, "p_value": 0.004, "limit": 0.05},
+            "south": {"n_rows": 250, "positives": 75, "negatives": 175, "p_value": 0.001, "limit": 0.05},
+        }
+    }
+    d = evaluate_gate(gate(), inputs(candidate_slices=cand, champion_slices=champ, slice_bootstrap=boot))
+    assert [
+        {k: r[k] for k in ("column", "value", "candidate", "champion", "n_rows", "positives", "status")}
+        for r in d.regressed_slices
+    ] == [
         {
             "column": "region",
             "value": "south",
-            "metric": "roc_auc",
             "candidate": 0.60,
             "champion": 0.78,
-            "regression": pytest.approx(0.18),
-            "n_candidate": 250,
-            "n_champion": 250,
+            "n_rows": 250,
+            "positives": 75,
+            "status": "regressed",
         },
         {
             "column": "region",
             "value": "north",
-            "metric": "roc_auc",
             "candidate": 0.70,
             "champion": 0.79,
-            "regression": pytest.approx(0.09),
-            "n_candidate": 300,
-            "n_champion": 300,
+            "n_rows": 300,
+            "positives": 90,
+            "status": "regressed",
         },
     ]
+    assert [r["regression"] for r in d.regressed_slices] == [pytest.approx(0.18), pytest.approx(0.09)]
+    assert [r["p_adjusted"] for r in d.regressed_slices] == [pytest.approx(0.002), pytest.approx(0.004)]
+    assert d.slice_findings == d.regressed_slices
     assert rule(d, "slices").observed == pytest.approx(0.18)
 
 
@@ -466,7 +500,11 @@ def test_comparative_only_gate_without_bootstrap_fails_with_champion() -> None:
     [
         inputs(),
         inputs(champion_metrics=None, bootstrap=None, champion_slices=None),
-        inputs(candidate_slices=slices(north=0.6, south=0.8), bootstrap=ci(-0.02, 0.01)),
+        inputs(
+            candidate_slices=slices(north=0.6, south=0.8),
+            bootstrap=ci(-0.02, 0.01),
+            slice_bootstrap=sboot(north=0.001, south=0.5),
+        ),
     ],
     ids=["pass", "no_champion", "fail_with_slices"],
 )
@@ -507,6 +545,7 @@ def failing_decision() -> GateDecision:
         inputs(
             bootstrap=BootstrapResult("roc_auc", 0.012, -0.004, 0.027, 0.95, 1000, 12_345),
             candidate_slices=slices(north=0.70, south=0.80),
+            slice_bootstrap=sboot(north=0.002, south=0.9),
             latency_ms=None,
         ),
     )
@@ -532,7 +571,7 @@ def test_render_text_lists_failing_rules_first_with_numbers() -> None:
     assert verdicts[:3] == ["FAIL", "FAIL", "INCONCLUSIVE"], verdicts
     assert [words[3] for words in lines[1:3]] == ["latency", "slices"]
     assert set(verdicts[3:]) == {"pass"}
-    assert "region  north  0.7000     0.7900    +0.0900" in text
+    assert "region  north  0.7000     0.7900    +0.0900     400 (120/280)   0.002 (0.004)  regressed" in text
     assert "MLflow run: http://127.0.0.1:5000/#/experiments/1/runs/abc?x=1&y=2" in text
     assert "roc_auc (primary)" in text and "0.8200" in text and "+0.0200" in text
 
