@@ -180,8 +180,13 @@ def deployment_alert(
     *,
     serving: str,
     checks: Sequence[Mapping[str, Any]] = (),
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
-    """A version was refused (infra validation) or rolled back (smoke test): why, and what serves now."""
+    """A version was refused (infra validation, its live shadow comparison) or rolled back (smoke test): why,
+    and what serves now. ``shadow``: the version's live shadow evidence (``sluice.deployment.shadow.compare``),
+    shown whenever there is some."""
+    from sluice.deployment.shadow import DAY_HEADER, day_rows, summary_lines
+
     subject = f"[sluice] {model}: v{version} NOT deployed, {stage} failed"
     lines = [
         f"{model} v{version} was not deployed: {stage} failed.",
@@ -204,6 +209,8 @@ def deployment_alert(
     ]
     if rows:
         lines += ["", "Checks:", *[f"- {r[0]}: {r[1]} (observed {r[2]}, limit {r[3]}) {r[4]}" for r in rows]]
+    if shadow:
+        lines += ["", *summary_lines(shadow)]
     lines += ["", *[f"{k}: {v}" for k, v in links.items()]]
     table = ""
     if rows:
@@ -214,7 +221,7 @@ def deployment_alert(
     page = (
         f"<p><b>{html.escape(model)} v{html.escape(version)}</b> was not deployed: {html.escape(stage)} failed. "
         f"Still serving: {html.escape(serving)}. The champion alias was not moved.</p>"
-        f"<ul>{reasons_html}</ul>{table}{link_list(links)}"
+        f"<ul>{reasons_html}</ul>{table}{_shadow_html(shadow, DAY_HEADER, day_rows)}{link_list(links)}"
     )
     steps = [
         f"Nothing to do to keep serving: {serving} still answers."
@@ -224,7 +231,30 @@ def deployment_alert(
         f"(retrain with {model}_training), a budget too tight a change of deploy.infra_validation in the YAML.",
         f"To deploy a specific version, trigger {model}_deployment with version=<n>; to go back, action=rollback.",
     ]
+    if stage == SHADOW_STAGE:
+        steps[1] = (
+            f"v{version} scored worse than the champion on the same live rows once their labels arrived (table "
+            f"above), although its offline gate passed: look for what the offline test set missed (a newer regime, "
+            f"a leak), then retrain with {model}_training; deploy.require_shadow_days and deploy.shadow_margin "
+            "in the YAML say how much live evidence a deployment needs."
+        )
+        steps[2] = (
+            f"v{version} stays the challenger and is still shadow-scored, but no deployment of it passes while its "
+            f"live evidence says worse; the next model that passes the gate in {model}_training replaces it."
+        )
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)
+
+
+SHADOW_STAGE = "shadow comparison"
+
+
+def _shadow_html(shadow: Mapping[str, Any] | None, header: Sequence[str], rows: Any) -> str:
+    if not shadow:
+        return ""
+    return (
+        f"<h3>Shadow evidence ({_e(shadow.get('role', 'challenger'))} v{_e(shadow.get('version'))})</h3>"
+        f"<p>{_e(shadow.get('reason'))}</p>{html_table(header, rows(shadow))}"
+    )
 
 
 def retrain_alert(

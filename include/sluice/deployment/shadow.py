@@ -276,3 +276,64 @@ def summary_lines(evidence: Mapping[str, Any]) -> list[str]:
         else:
             lines.append(f"  ds={d['ds']}: {d['status'].replace('_', ' ')} (labels at ds={d['label_ds']})")
     return lines
+
+
+DAY_HEADER = ("ds", "status", "labels at", "rows", "shadow", "champion", "champion version")
+
+
+def day_rows(evidence: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One text row per shadow day under :data:`DAY_HEADER` (the mails' and the view's table)."""
+    out: list[tuple[str, ...]] = []
+    for d in evidence.get("days", []):
+        labelled = d["status"] == "labelled"
+        out.append(
+            (
+                str(d["ds"]),
+                str(d["status"]).replace("_", " "),
+                str(d["label_ds"]),
+                str(d.get("rows", "-")) if labelled else "-",
+                _fmt(d.get("shadow_metric")) if labelled else "-",
+                _fmt(d.get("champion_metric")) if labelled else "-",
+                f"v{d['champion_version']}" if labelled else "-",
+            )
+        )
+    return out
+
+
+def roles_now(cfg: ModelConfig, registry: Any) -> tuple[str | None, dict[str, str]]:
+    """``(champion, {version: role})`` from the registry's aliases and the alias ledger, now."""
+    from sluice.registry import ledger
+    from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION
+
+    champ = registry.by_alias(cfg.name, CHAMPION)
+    chall = registry.by_alias(cfg.name, CHALLENGER)
+    champion = str(champ.version) if champ else None
+    previous = ledger.previous_champion(registry, cfg.name) if cfg.deploy.shadow == "always" else None
+    roles = shadow_roles(cfg, champion=champion, challenger=str(chall.version) if chall else None, previous=previous)
+    return champion, roles
+
+
+def shadowed_versions(lake: Lake, model: str) -> list[str]:
+    """Every version with shadow scores in the lake, oldest first."""
+    found = {k.split("/")[2] for k in lake.list(f"{ZONE}/{model}") if len(k.split("/")) > 3}
+    return sorted((v[1:] for v in found if v.startswith("v") and v[1:].isdigit()), key=int)
+
+
+def signal_once(cfg: ModelConfig, lake: Lake, evidence: Mapping[str, Any]) -> bool:
+    """True the first time a version's evidence is decisive under ``deploy.require_shadow_days`` (enough labelled
+    days): the deployment DAG is then started again to decide. A marker next to the comparison makes it once."""
+    if not cfg.deploy.require_shadow_days or decide(cfg, evidence)["decision"] == WAIT:
+        return False
+    key = report_key(cfg.name, evidence["version"]).rsplit("/", 1)[0] + "/signalled.json"
+    try:
+        lake.read(key)
+        return False
+    except FileNotFoundError:
+        pass
+    marker = {
+        "version": evidence["version"],
+        "labelled_days": evidence["labelled_days"],
+        "verdict": evidence["verdict"],
+    }
+    lake.put_files(key.rsplit("/", 1)[0], {"signalled.json": json.dumps(marker).encode()})
+    return True
