@@ -98,8 +98,8 @@ class ResolveReleaseOperator(_TrainingOperator):
                 self.registry,
                 plan,
                 who=who(context),
-                dag_id=context["dag"].dag_id,
-                run_id=context["run_id"],
+                dag_id=getattr(context.get("dag"), "dag_id", ""),
+                run_id=str(context.get("run_id") or ""),
             )
         except ShadowRefused as exc:
             self._refuse(context, plan, exc)
