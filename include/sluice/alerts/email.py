@@ -83,8 +83,28 @@ def data_quality_alert(
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>"), steps)
 
 
+def _with_shadow(alert: Alert, shadow: Mapping[str, Any] | None) -> Alert:
+    """The waiting challenger's live shadow evidence appended (text and HTML), when there is some."""
+    if not shadow:
+        return alert
+    from sluice.deployment.shadow import DAY_HEADER, day_rows, summary_lines
+
+    lines = ["", f"The challenger v{shadow.get('version')} waits for deployment and is shadow-scored:"]
+    lines += summary_lines(shadow)
+    block = f"<p>The challenger v{_e(shadow.get('version'))} waits for deployment and is shadow-scored.</p>"
+    block += _shadow_html(shadow, DAY_HEADER, day_rows)
+    page = alert.html.replace("</body>", f"{block}</body>", 1) if "</body>" in alert.html else alert.html + block
+    return Alert(alert.subject, alert.text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", page)
+
+
 def gate_alert(
-    model: str, decision: Any, links: Mapping[str, str], *, candidate: str, champion: str | None = None
+    model: str,
+    decision: Any,
+    links: Mapping[str, str],
+    *,
+    candidate: str,
+    champion: str | None = None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
     """ "Why not promoted": the decision, candidate vs champion, the failing rules with their numbers.
 
@@ -104,7 +124,8 @@ def gate_alert(
     subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
     text = render_text(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
     html_body = render_html(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
-    return _with_steps(Alert(subject, text, html_body), gate_next_steps(model, decision, champion=champion))
+    alert = _with_shadow(Alert(subject, text, html_body), shadow)
+    return _with_steps(alert, gate_next_steps(model, decision, champion=champion))
 
 
 def _not_compared(decision: Any) -> str:
@@ -296,9 +317,17 @@ def retrain_alert(
 
 
 def approval_requested_alert(
-    model: str, decision: Any, *, candidate: str, approve_url: str, links: Mapping[str, str], deadline: str
+    model: str,
+    decision: Any,
+    *,
+    candidate: str,
+    approve_url: str,
+    links: Mapping[str, str],
+    deadline: str,
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
-    """An INCONCLUSIVE gate waits for a person: the evidence, and where to approve or reject before when."""
+    """An INCONCLUSIVE gate waits for a person: the evidence, and where to approve or reject before when.
+    ``shadow``: the live evidence of the challenger now waiting, which an approval would replace."""
     from sluice.evaluation.report import render_html, render_text
 
     label = "current champion" if decision.champion_metrics is not None else "none (first model)"
@@ -311,7 +340,7 @@ def approval_requested_alert(
         "Approve: the candidate becomes the challenger and the deployment DAG deploys it. Reject: nothing moves.",
         f"No answer by {deadline} counts as Reject.",
     ]
-    return _with_steps(Alert(subject, text, page), steps)
+    return _with_steps(_with_shadow(Alert(subject, text, page), shadow), steps)
 
 
 def approval_decided_alert(model: str, candidate: str, record: Mapping[str, Any], links: Mapping[str, str]) -> Alert:
