@@ -12,16 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import os
-import smtplib
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from machine import shared_machine_config
 
-from sluice.alerts.email import SHADOW_STAGE, deployment_alert
 from sluice.alerts.mailsink import read_outbox
 from sluice.config import get_model_config
 from sluice.datagen.writer import seed_feature_store
@@ -157,19 +155,26 @@ def test_better_offline_worse_live_is_not_deployed_and_the_mail_says_why(setup, 
     stored = json.loads(lake.read(shadow.report_key(cfg.name, v2)))
     assert stored["verdict"] == shadow.WORSE
 
-    # the mail the deployment DAG sends, through the real SMTP sink
-    alert = deployment_alert(
-        cfg.name, v2, SHADOW_STAGE, [refused.value.reason], {}, serving=f"the champion v{v1}", shadow=evidence
-    )
-    port = json.loads(os.environ["AIRFLOW_CONN_SMTP_DEFAULT"])["port"]
-    with smtplib.SMTP("127.0.0.1", port) as smtp:
-        smtp.send_message(alert.message(cfg.alerts.emails, "sluice@localhost"))
+    # the deployment DAG's resolve task on the same evidence: it refuses and mails, through the real SMTP sink
+    from sluice.airflow.callbacks import AlertedFailure
+    from sluice.airflow.deployment_operators import ResolveReleaseOperator
+
+    op = ResolveReleaseOperator(task_id="resolve", model=cfg.name, lake_root=lake.root)
+    op.config = lambda: cfg  # the test's copy of the loans config (its own model name)
+    op.registry = registry
+    ti = SimpleNamespace(log_url="http://airflow.test/log", task_id="resolve")
+    with pytest.raises(AlertedFailure, match=f"v{v2} refused by its shadow comparison"):
+        op.execute({"ti": ti, "run_id": "manual__test", "params": {"action": "deploy", "version": None}})
+    assert ledger.history(registry, cfg.name)[-1]["decision"] == "refused by shadow"
+    assert registry.by_alias(cfg.name, CHAMPION).version == v1
     (mail,) = read_outbox(smtp_sink)
     text = mail.get_body(("plain",)).get_content()
     page = mail.get_body(("html",)).get_content()
     print(mail["Subject"], text, sep="\n")
     assert mail["Subject"] == f"[sluice] {cfg.name}: v{v2} NOT deployed, shadow comparison failed"
+    assert mail["To"] == ", ".join(cfg.alerts.emails)
     assert f"Still serving: the champion v{v1}." in text
+    assert f"Shadow comparison (JSON): file://{lake.root}/reports/{cfg.name}/shadow/v{v2}/comparison.json" in text
     assert "is worse than the champion live" in text and "3 labelled shadow day(s)" in text
     assert f"Shadow evidence (challenger v{v2})" in text and "waiting for labels" in text
     assert "although its offline gate passed" in text
