@@ -6,7 +6,12 @@ memory; a failure mails why and is never deployed) -> deploy (config's target: l
 stable address, SageMaker UpdateEndpoint waited for in the triggerer, or batch) -> smoke_test (live
 address; failure redeploys the previous champion and mails) -> set_champion (alias + ledger).
 
-Started by the model Asset (a new challenger) or by hand: Trigger DAG w/ config, `action` and `version`.
+resolve also weighs the version's live shadow evidence (shadow/<model>/v<version>, paired with the champion's
+predictions and the labels): with deploy.require_shadow_days: N the challenger waits (skipped) until N shadow
+days are labelled, and is refused (mail with the evidence) when the comparison says it is worse live.
+
+Started by the model Asset (a new challenger), by the shadow Asset (a waiting challenger's shadow evidence became
+decisive), or by hand: Trigger DAG w/ config, `action` and `version`.
 """
 
 from airflow.sdk import DAG, Asset, Param
@@ -38,7 +43,7 @@ for cfg in load_model_configs().values():
         cfg,
         "deployment",
         __doc__,
-        schedule=[Asset(f"sluice://model/{cfg.name}")],
+        schedule=(Asset(f"sluice://model/{cfg.name}") | Asset(f"sluice://shadow/{cfg.name}")),
         catchup=False,
         end_date=None,
         max_active_runs=1,

@@ -309,12 +309,33 @@ class DeployConfig(_Frozen):
     """Settings of the ``local`` target."""
     sagemaker: SageMakerTargetConfig | None = None
     """Settings of the ``sagemaker`` target."""
+    shadow: Literal["off", "while_waiting", "always"] = "while_waiting"
+    """Shadow scoring by the batch-inference DAG into ``shadow/<model>/v<version>/ds=D`` (never served):
+    ``while_waiting``: the ``challenger`` while it waits for deployment; ``always``: also the previous
+    champion after a deployment, so the live comparison goes on; ``off``: never. Scored rows paired with
+    the champion's predictions and the labels that arrive become live evidence (docs/serving.md)."""
+    require_shadow_days: Annotated[int, Field(ge=0, le=365)] = 0
+    """No deployment of a challenger until this many of its shadow days have labels and the live paired
+    comparison (the gate's bootstrap, primary metric) does not say it is worse than the champion. 0: shadow
+    evidence is shown in the view and the mails but never required. Rollbacks are exempt."""
+    shadow_margin: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    """The challenger counts as worse live when the whole interval of challenger - champion (primary metric,
+    oriented so positive is better) lies below ``-shadow_margin``."""
 
     @model_validator(mode="after")
     def _target_section(self) -> DeployConfig:
         if self.target == "sagemaker" and self.sagemaker is None:
             raise ValueError(
                 "target 'sagemaker' needs a 'sagemaker:' section with endpoint_name, role_arn, image_uri, artifact_uri"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_needed(self) -> DeployConfig:
+        if self.require_shadow_days and self.shadow == "off":
+            raise ValueError(
+                f"require_shadow_days: {self.require_shadow_days} needs shadow scoring, but shadow is 'off'; "
+                "set shadow: while_waiting (or always), or require_shadow_days: 0"
             )
         return self
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-ZONES = ("landing", "labels", "quarantine", "features", "predictions", "reports")
+ZONES = ("landing", "labels", "quarantine", "features", "predictions", "shadow", "reports")
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 _DS = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
@@ -244,9 +244,10 @@ class Lake:
 
     def partitions(self, zone: str, name: str, *, published_only: bool = True) -> list[dt.date]:
         seen: set[dt.date] = set()
+        at = 2 + name.count("/")  # a name may have folders: shadow/<model>/v<version>/ds=D
         for k in self.storage.list(f"{zone}/{name}"):
             parts = k.split("/")
-            m = _DS.match(parts[2]) if len(parts) > 3 else None
+            m = _DS.match(parts[at]) if len(parts) > at + 1 else None
             if m and (not published_only or parts[-1] == MANIFEST):
                 seen.add(dt.date.fromisoformat(m.group(1)))
         return sorted(seen)

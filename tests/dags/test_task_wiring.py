@@ -74,6 +74,7 @@ def test_every_upstream_task_id_names_an_upstream_task(dags: dict[str, Any]) -> 
             "loans_monitoring",
             {"retrain_on_drift": {"signal_task": "drift"}, "retrain_on_decay": {"signal_task": "performance"}},
         ),
+        ("loans_batch_inference", {"shadow_ready": {"shadow_task": "shadow_score"}}),
     ],
 )
 def test_the_dag_files_pass_the_upstream_ids(dags: dict[str, Any], dag_id: str, expected: dict) -> None:
@@ -93,3 +94,15 @@ def test_a_wrong_upstream_id_is_reported() -> None:
         evaluate = EvaluateModelOperator(task_id="evaluate", model="loans", train_task="fit")  # no such task
         plan >> train >> evaluate
     assert wiring_problems(dag) == ["wiring_probe.evaluate: train_task='fit' is not a task upstream of it"]
+
+
+def test_shadow_evidence_starts_the_deployment_dag(dags: dict[str, Any]) -> None:
+    """The batch DAG's shadow_ready emits the shadow Asset; the deployment DAG runs on it as on the model Asset."""
+    batch, deployment = dags["loans_batch_inference"], dags["loans_deployment"]
+    ready = batch.get_task("shadow_ready")
+    assert [a.uri for a in ready.outlets] == ["sluice://shadow/loans"]
+    assert ready.upstream_task_ids == {"shadow_score"}
+    assert batch.get_task("shadow_score").upstream_task_ids == {"score"}
+    from sluice.airflow.inventory import _assets
+
+    assert {a.uri for a in _assets(deployment.schedule)} == {"sluice://model/loans", "sluice://shadow/loans"}

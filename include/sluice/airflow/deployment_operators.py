@@ -62,7 +62,14 @@ class _DeploymentOperator(_TrainingOperator):
         cfg, release = self.config(), self.release(context)
         links = {"Airflow task log": context["ti"].log_url, **(links or {})}
         alert = deployment_alert(
-            cfg.name, release.version, stage, reasons, links, serving=self.serving(), checks=checks
+            cfg.name,
+            release.version,
+            stage,
+            reasons,
+            links,
+            serving=self.serving(),
+            checks=checks,
+            shadow=(self.plan(context).get("shadow") or {}).get("evidence"),
         )
         try:
             self.alert_hook.send(alert, cfg.alerts.emails)
@@ -79,17 +86,52 @@ class ResolveReleaseOperator(_TrainingOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from sluice.deployment.job import resolve
+        from sluice.deployment.job import ShadowRefused, resolve, shadow_check
 
         params = context["params"]
-        plan = resolve(
-            self.config(), self.registry, action=str(params.get("action") or "deploy"), version=params.get("version")
-        )
+        cfg = self.config()
+        plan = resolve(cfg, self.registry, action=str(params.get("action") or "deploy"), version=params.get("version"))
+        try:
+            plan = shadow_check(
+                cfg,
+                self.lake_hook.get_conn(),
+                self.registry,
+                plan,
+                who=who(context),
+                dag_id=getattr(context.get("dag"), "dag_id", ""),
+                run_id=str(context.get("run_id") or ""),
+            )
+        except ShadowRefused as exc:
+            self._refuse(context, plan, exc)
         if not plan["deploy"]:
             self.log.info("nothing to deploy: %s", plan["why"])
             raise AirflowSkipException(plan["why"])
         self.log.info("chosen: v%s (%s): %s", plan["version"], plan["action"], plan["why"])
+        if plan.get("shadow"):
+            self.log.info("shadow evidence: %s", plan["shadow"]["reason"])
         return plan
+
+    def _refuse(self, context: Context, plan: dict[str, Any], exc: Any) -> None:
+        """The live shadow comparison refused the version: mail why (with the evidence), fail red."""
+        from sluice.alerts.email import SHADOW_STAGE, deployment_alert
+        from sluice.deployment.shadow import report_key
+
+        cfg = self.config()
+        lake = self.lake_hook.get_conn()
+        links = {
+            "Airflow task log": context["ti"].log_url,
+            "Shadow comparison (JSON)": lake_link(lake.uri(report_key(cfg.name, plan["version"]))),
+        }
+        champion = plan.get("champion")
+        serving = f"the champion v{champion}" if champion else "nothing"
+        alert = deployment_alert(
+            cfg.name, str(plan["version"]), SHADOW_STAGE, [exc.reason], links, serving=serving, shadow=exc.evidence
+        )
+        try:
+            self.alert_hook.send(alert, cfg.alerts.emails)
+        except Exception as err:
+            raise AirflowFailException(f"{exc} (and the alert email failed: {err})") from err
+        raise AlertedFailure(str(exc))
 
 
 class InfraValidateOperator(_DeploymentOperator):
@@ -235,3 +277,72 @@ class BatchScoreOperator(_TrainingOperator):
         )
         self.log.info("scored ds=%s with v%s: %s", self.ds, release.version, out)
         return out
+
+
+class ShadowScoreOperator(_TrainingOperator):
+    """Score ``features/<feature_set>/ds=D`` with each shadowed version (``deploy.shadow``: the waiting challenger,
+    with ``always`` also the previous champion) into ``shadow/<model>/v<version>/ds=D`` (atomic, idempotent),
+    then refresh each version's live comparison with the labels that have arrived. Skipped when nothing shadows.
+    Never touches the predictions the champion served."""
+
+    template_fields = ("ds",)
+
+    def __init__(self, *, ds: str = "{{ ds }}", **kwargs: Any) -> None:
+        super().__init__(ds=ds, **kwargs)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from sluice.deployment import shadow
+        from sluice.registry.artifact import fetch_release, load_model, release_of
+
+        cfg, lake = self.config(), self.lake_hook.get_conn()
+        champion, roles = shadow.roles_now(cfg, self.registry)
+        if not roles:
+            raise AirflowSkipException(
+                f"nothing to shadow-score for {cfg.name} (deploy.shadow: {cfg.deploy.shadow}, champion "
+                f"{'v' + champion if champion else 'none'}, no waiting challenger)"
+            )
+        out: dict[str, Any] = {"champion": champion, "versions": {}, "signal": []}
+        for version, role in roles.items():
+            release = release_of(self.registry, cfg.name, version)
+            model = load_model(fetch_release(release))
+            scored = shadow.score_shadow(cfg, lake, self.ds, model, version=version, run_id=release.run_id)
+            evidence = shadow.compare(cfg, lake, version, role=role)
+            uri = shadow.write_evidence(lake, evidence)
+            self.log.info(
+                "shadow v%s (%s) ds=%s: %s rows; %s", version, role, self.ds, scored["rows"], evidence["reason"]
+            )
+            out["versions"][version] = {
+                "role": role,
+                "rows": scored["rows"],
+                "uri": scored["uri"],
+                "evidence_uri": uri,
+                "verdict": evidence["verdict"],
+                "labelled_days": evidence["labelled_days"],
+                "reason": evidence["reason"],
+            }
+            if role == "challenger" and shadow.signal_once(cfg, lake, evidence):
+                out["signal"].append(version)
+        return out
+
+
+class ShadowReadyOperator(_TrainingOperator):
+    """Emits the shadow Asset (which starts the deployment DAG again) only when ``shadow_task`` found a waiting
+    challenger's evidence decisive for the first time (``deploy.require_shadow_days`` labelled days); skipped
+    otherwise, so no Asset event is emitted."""
+
+    def __init__(self, *, shadow_task: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shadow_task = shadow_task
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        found = self.upstream(context, self.shadow_task)
+        if not found.get("signal"):
+            raise AirflowSkipException("no challenger's shadow evidence became decisive in this interval")
+        extra = {"model": self.model, "versions": found["signal"]}
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = extra
+        return extra

@@ -31,6 +31,19 @@ def lake_link(uri: str | None) -> str:
     return uri if "://" in uri else f"file://{uri}"
 
 
+def waiting_shadow(registry: Any, lake_hook: LakeHook, model: str) -> dict[str, Any] | None:
+    """The live shadow evidence of the challenger waiting for deployment, for the gate and approval mails (a new
+    candidate would replace it); None when none waits, it has no evidence yet, or a store cannot say."""
+    from sluice.deployment.shadow import read_evidence
+    from sluice.registry.mlflow_registry import CHALLENGER
+
+    try:
+        waiting = registry.by_alias(model, CHALLENGER)
+        return read_evidence(lake_hook.get_conn(), model, waiting.version) if waiting is not None else None
+    except Exception:  # the mail goes out without it rather than not at all
+        return None
+
+
 class _ModelOperator(BaseOperator):
     template_fields: Sequence[str] = ("ds",)
 
@@ -245,7 +258,12 @@ class GateOperator(_TrainingOperator):
             return record
         links = {"Airflow task log": context["ti"].log_url, **mlflow_links(self.registry, cfg.name, trained["run_id"])}
         alert = gate_alert(
-            cfg.name, decision, links, candidate=f"run {trained['run_id'][:8]}", champion=self.serving_champion(cfg)
+            cfg.name,
+            decision,
+            links,
+            candidate=f"run {trained['run_id'][:8]}",
+            champion=self.serving_champion(cfg),
+            shadow=waiting_shadow(self.registry, self.lake_hook, cfg.name),
         )
         try:
             self.alert_hook.send(alert, cfg.alerts.emails)
@@ -355,7 +373,13 @@ class ApprovePromotionOperator(ApprovalOperator):
         url = required_action_url(context)
         deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=self.timeout_hours)).isoformat(timespec="minutes")
         alert = approval_requested_alert(
-            cfg.name, decision, candidate=candidate, approve_url=url, links=links, deadline=deadline
+            cfg.name,
+            decision,
+            candidate=candidate,
+            approve_url=url,
+            links=links,
+            deadline=deadline,
+            shadow=waiting_shadow(self.registry, LakeHook(), cfg.name),
         )
         AlertHook(self.smtp_conn_id).send(alert, cfg.alerts.emails)
         self.registry.client.set_tag(trained["run_id"], "approval.requested", url)

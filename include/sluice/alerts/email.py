@@ -83,8 +83,28 @@ def data_quality_alert(
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{body}</body></html>"), steps)
 
 
+def _with_shadow(alert: Alert, shadow: Mapping[str, Any] | None) -> Alert:
+    """The waiting challenger's live shadow evidence appended (text and HTML), when there is some."""
+    if not shadow:
+        return alert
+    from sluice.deployment.shadow import DAY_HEADER, day_rows, summary_lines
+
+    lines = ["", f"The challenger v{shadow.get('version')} waits for deployment and is shadow-scored:"]
+    lines += summary_lines(shadow)
+    block = f"<p>The challenger v{_e(shadow.get('version'))} waits for deployment and is shadow-scored.</p>"
+    block += _shadow_html(shadow, DAY_HEADER, day_rows)
+    page = alert.html.replace("</body>", f"{block}</body>", 1) if "</body>" in alert.html else alert.html + block
+    return Alert(alert.subject, alert.text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", page)
+
+
 def gate_alert(
-    model: str, decision: Any, links: Mapping[str, str], *, candidate: str, champion: str | None = None
+    model: str,
+    decision: Any,
+    links: Mapping[str, str],
+    *,
+    candidate: str,
+    champion: str | None = None,
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
     """ "Why not promoted": the decision, candidate vs champion, the failing rules with their numbers.
 
@@ -104,7 +124,8 @@ def gate_alert(
     subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
     text = render_text(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
     html_body = render_html(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
-    return _with_steps(Alert(subject, text, html_body), gate_next_steps(model, decision, champion=champion))
+    alert = _with_shadow(Alert(subject, text, html_body), shadow)
+    return _with_steps(alert, gate_next_steps(model, decision, champion=champion))
 
 
 def _not_compared(decision: Any) -> str:
@@ -180,8 +201,13 @@ def deployment_alert(
     *,
     serving: str,
     checks: Sequence[Mapping[str, Any]] = (),
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
-    """A version was refused (infra validation) or rolled back (smoke test): why, and what serves now."""
+    """A version was refused (infra validation, its live shadow comparison) or rolled back (smoke test): why,
+    and what serves now. ``shadow``: the version's live shadow evidence (``sluice.deployment.shadow.compare``),
+    shown whenever there is some."""
+    from sluice.deployment.shadow import DAY_HEADER, day_rows, summary_lines
+
     subject = f"[sluice] {model}: v{version} NOT deployed, {stage} failed"
     lines = [
         f"{model} v{version} was not deployed: {stage} failed.",
@@ -204,6 +230,8 @@ def deployment_alert(
     ]
     if rows:
         lines += ["", "Checks:", *[f"- {r[0]}: {r[1]} (observed {r[2]}, limit {r[3]}) {r[4]}" for r in rows]]
+    if shadow:
+        lines += ["", *summary_lines(shadow)]
     lines += ["", *[f"{k}: {v}" for k, v in links.items()]]
     table = ""
     if rows:
@@ -214,7 +242,7 @@ def deployment_alert(
     page = (
         f"<p><b>{html.escape(model)} v{html.escape(version)}</b> was not deployed: {html.escape(stage)} failed. "
         f"Still serving: {html.escape(serving)}. The champion alias was not moved.</p>"
-        f"<ul>{reasons_html}</ul>{table}{link_list(links)}"
+        f"<ul>{reasons_html}</ul>{table}{_shadow_html(shadow, DAY_HEADER, day_rows)}{link_list(links)}"
     )
     steps = [
         f"Nothing to do to keep serving: {serving} still answers."
@@ -224,7 +252,30 @@ def deployment_alert(
         f"(retrain with {model}_training), a budget too tight a change of deploy.infra_validation in the YAML.",
         f"To deploy a specific version, trigger {model}_deployment with version=<n>; to go back, action=rollback.",
     ]
+    if stage == SHADOW_STAGE:
+        steps[1] = (
+            f"v{version} scored worse than the champion on the same live rows once their labels arrived (table "
+            f"above), although its offline gate passed: look for what the offline test set missed (a newer regime, "
+            f"a leak), then retrain with {model}_training; deploy.require_shadow_days and deploy.shadow_margin "
+            "in the YAML say how much live evidence a deployment needs."
+        )
+        steps[2] = (
+            f"v{version} stays the challenger and is still shadow-scored, but no deployment of it passes while its "
+            f"live evidence says worse; the next model that passes the gate in {model}_training replaces it."
+        )
     return _with_steps(Alert(subject, "\n".join(lines) + "\n", f"<html><body>{page}</body></html>"), steps)
+
+
+SHADOW_STAGE = "shadow comparison"
+
+
+def _shadow_html(shadow: Mapping[str, Any] | None, header: Sequence[str], rows: Any) -> str:
+    if not shadow:
+        return ""
+    return (
+        f"<h3>Shadow evidence ({_e(shadow.get('role', 'challenger'))} v{_e(shadow.get('version'))})</h3>"
+        f"<p>{_e(shadow.get('reason'))}</p>{html_table(header, rows(shadow))}"
+    )
 
 
 def retrain_alert(
@@ -266,9 +317,17 @@ def retrain_alert(
 
 
 def approval_requested_alert(
-    model: str, decision: Any, *, candidate: str, approve_url: str, links: Mapping[str, str], deadline: str
+    model: str,
+    decision: Any,
+    *,
+    candidate: str,
+    approve_url: str,
+    links: Mapping[str, str],
+    deadline: str,
+    shadow: Mapping[str, Any] | None = None,
 ) -> Alert:
-    """An INCONCLUSIVE gate waits for a person: the evidence, and where to approve or reject before when."""
+    """An INCONCLUSIVE gate waits for a person: the evidence, and where to approve or reject before when.
+    ``shadow``: the live evidence of the challenger now waiting, which an approval would replace."""
     from sluice.evaluation.report import render_html, render_text
 
     label = "current champion" if decision.champion_metrics is not None else "none (first model)"
@@ -281,7 +340,7 @@ def approval_requested_alert(
         "Approve: the candidate becomes the challenger and the deployment DAG deploys it. Reject: nothing moves.",
         f"No answer by {deadline} counts as Reject.",
     ]
-    return _with_steps(Alert(subject, text, page), steps)
+    return _with_steps(_with_shadow(Alert(subject, text, page), shadow), steps)
 
 
 def approval_decided_alert(model: str, candidate: str, record: Mapping[str, Any], links: Mapping[str, str]) -> Alert:

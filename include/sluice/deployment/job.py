@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.config import ModelConfig
+from sluice.deployment import shadow
 from sluice.deployment.infra import infra_validate, prediction_problems, sample_records
 from sluice.deployment.targets import DeploymentError, DeploymentTarget, Endpoint, Release
 from sluice.lake import Lake
@@ -35,6 +36,16 @@ class InfraValidationFailed(DeploymentError):
 
 class SmokeTestFailed(DeploymentError):
     """The live address did not serve the new version correctly; the previous champion was redeployed."""
+
+
+class ShadowRefused(DeploymentError):
+    """The version's live shadow comparison says it is worse than the champion (or says nothing while
+    ``deploy.require_shadow_days`` asks for it): it is not deployed and stays where it is."""
+
+    def __init__(self, model: str, version: str, reason: str, evidence: Mapping[str, Any] | None) -> None:
+        self.evidence = dict(evidence) if evidence else None
+        self.reason = reason
+        super().__init__(f"{model} v{version} refused by its shadow comparison: {reason}")
 
 
 def resolve(
@@ -65,6 +76,54 @@ def resolve(
         "action": action,
         "why": why,
     }
+
+
+def shadow_check(
+    cfg: ModelConfig,
+    lake: Lake,
+    registry: Registry,
+    plan: Mapping[str, Any],
+    *,
+    who: str = "",
+    dag_id: str = "",
+    run_id: str = "",
+) -> dict[str, Any]:
+    """The plan with the version's live shadow evidence (``plan["shadow"]``) and what
+    ``deploy.require_shadow_days`` makes of it: unchanged to deploy, ``deploy: False`` while the version waits
+    for labelled shadow days, :class:`ShadowRefused` (after a ledger entry and the ``shadow.verdict`` tag) when
+    it is worse live. Rollbacks go back to a version that already served, and are not checked."""
+    if not plan.get("deploy") or plan.get("action") != "deploy":
+        return dict(plan)
+    version = str(plan["version"])
+    evidence = None
+    uri = ""
+    if lake.partitions(shadow.ZONE, shadow.shadow_name(cfg.name, version)):
+        evidence = shadow.compare(cfg, lake, version)
+        uri = shadow.write_evidence(lake, evidence)
+    verdict = shadow.decide(cfg, evidence)
+    log.info("%s v%s shadow: %s (%s)", cfg.name, version, verdict["decision"], verdict["reason"])
+    out = {**plan, "shadow": {**verdict, "evidence": evidence, "evidence_uri": uri}}
+    if evidence is not None:
+        registry.client.set_model_version_tag(cfg.name, version, shadow.VERDICT_TAG, evidence["verdict"])
+    if verdict["decision"] == shadow.WAIT:
+        return {**out, "deploy": False, "why": verdict["reason"]}
+    if verdict["decision"] == shadow.REFUSE:
+        with promotion_lock(cfg.name):
+            ledger.append(
+                registry,
+                cfg.name,
+                alias=CHALLENGER,
+                from_version=version,
+                to_version=version,
+                why=f"not deployed: {verdict['reason']}",
+                who=who or "sluice",
+                dag_id=dag_id,
+                run_id=run_id,
+                evidence=uri,
+                extra={"decision": "refused by shadow"},
+            )
+        raise ShadowRefused(cfg.name, version, verdict["reason"], evidence)
+    return out
 
 
 def _rollback_target(cfg: ModelConfig, registry: Registry, current: str | None, version: Any) -> tuple[str, str]:
@@ -231,6 +290,7 @@ def run_deployment(
 ) -> dict[str, Any]:
     """The whole path in one call (the CLI's rollback; tests): resolve, validate, deploy, smoke, champion."""
     plan = resolve(cfg, registry, action=action, version=version)
+    plan = shadow_check(cfg, lake, registry, plan, who=who, dag_id=dag_id, run_id=run_id)
     if not plan["deploy"]:
         return plan
     release = Release(**plan["release"])

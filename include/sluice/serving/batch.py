@@ -204,8 +204,11 @@ def score_partition(
     run_id: str,
     batch_rows: int = 65_536,
     workers: int | None = None,
+    zone: str = ZONE,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Score the published feature partition of ``ds`` with ``model`` and publish ``predictions/<model>/ds=D``.
+    """Score the published feature partition of ``ds`` with ``model`` and publish ``predictions/<model>/ds=D``
+    (or ``<zone>/<name>/ds=D``: shadow scoring writes ``shadow/<model>/v<version>/ds=D`` the same way).
 
     ``workers`` single-threaded scoring threads (default: the usable CPUs, at most ``MAX_DEFAULT_WORKERS``)
     share each batch; 1 scores in the calling thread. Raises FileNotFoundError when the feature partition is not
@@ -220,6 +223,7 @@ def score_partition(
         raise ValueError(f"workers={workers!r}: must be >= 1")
     t0 = time.perf_counter()
     model_version, run_id = str(model_version), str(run_id)
+    out_name = cfg.name if name is None else name
     fs, id_col, ts_col = cfg.features.feature_set, cfg.dataset.id_column, cfg.dataset.timestamp_column
     fkey = lake.partition_key("features", fs, ds)
     features_manifest = lake.manifest("features", fs, ds)
@@ -294,13 +298,13 @@ def score_partition(
         "batch_rows": batch_rows,
         "unknown_categories": dict(sorted(unknown.items())),
     }
-    manifest = lake.publish(ZONE, cfg.name, ds, {".parquet": data}, meta=meta)
+    manifest = lake.publish(zone, out_name, ds, {".parquet": data}, meta=meta)
     seconds = time.perf_counter() - t0
-    key = lake.partition_key(ZONE, cfg.name, ds)
+    key = lake.partition_key(zone, out_name, ds)
     log.info(
         "published %s/%s/ds=%s: %s rows in %s batches, %.1fs, %s rows/s, model v%s, sha256 %s",
-        ZONE,
-        cfg.name,
+        zone,
+        out_name,
         ds_str(ds),
         rows,
         batches,

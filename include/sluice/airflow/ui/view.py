@@ -236,6 +236,63 @@ def _ledger_html(entries: list[dict[str, Any]], model: str, links: _Links) -> st
     )
 
 
+#: the pill class of each live shadow verdict
+_SHADOW_PILL = {"worse": "bad", "better": "yes", "no_difference": "yes", "undetermined": "warn", "no_evidence": "warn"}
+_DECISION_PILL = {"allow": "yes", "wait": "warn", "refuse": "bad"}
+
+
+def _shadow_html(cfg: Any, lake: Any, registry: Any, links: _Links) -> str:
+    """Each shadow-scored version: its live paired comparison with the champion, day by day, and what
+    ``deploy.require_shadow_days`` makes of it (read from the lake; nothing is computed here)."""
+    from sluice.deployment import shadow
+
+    d = cfg.deploy
+    head = (
+        f"<p>deploy.shadow: <b>{esc(d.shadow)}</b> · require_shadow_days: <b>{esc(d.require_shadow_days)}</b> · "
+        f"shadow_margin: {esc(d.shadow_margin)} · metric: {esc(cfg.gate.primary_metric)} (the gate's paired "
+        "bootstrap)</p>"
+    )
+    if lake is None:
+        return head
+    versions = shadow.shadowed_versions(lake, cfg.name)
+    if not versions:
+        return head + "<p>No version has been shadow-scored: no challenger has waited for deployment.</p>"
+    challenger = None
+    if registry is not None:
+        from sluice.registry.mlflow_registry import CHALLENGER
+
+        try:
+            mv = registry.by_alias(cfg.name, CHALLENGER)
+            challenger = str(mv.version) if mv else None
+        except Exception:  # the registry's state shows in its own section's error line
+            challenger = None
+    parts = [head]
+    for version in reversed(versions[-5:]):
+        ev = shadow.read_evidence(lake, cfg.name, version)
+        role = "challenger (waiting)" if version == challenger else "shadowed earlier"
+        title = f"<h3>v{esc(version)} <small>{esc(role)}</small></h3>"
+        if ev is None:
+            parts.append(f"{title}<p>Shadow-scored; no comparison written yet.</p>")
+            continue
+        verdict = str(ev.get("verdict"))
+        decision = shadow.decide(cfg, ev) if version == challenger else None
+        gate = ""
+        if decision:
+            pill = _pill(decision["decision"].upper(), _DECISION_PILL[decision["decision"]])
+            gate = f" · deployment: {pill} {esc(decision['reason'])}"
+        report = link("comparison (JSON)", links.lake(shadow.report_key(cfg.name, version)))
+        parts.append(
+            f"{title}<p>{_pill(verdict.replace('_', ' '), _SHADOW_PILL.get(verdict, 'warn'))} {esc(ev.get('reason'))}"
+            f"{gate} · {report}</p>"
+            + "<table><tr>"
+            + "".join(f"<th>{esc(h)}</th>" for h in shadow.DAY_HEADER)
+            + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in shadow.day_rows(ev))
+            + "</table>"
+        )
+    return "".join(parts)
+
+
 def _verdict(report: dict[str, Any] | None, flag: str, words: tuple[str, str], links: _Links) -> str:
     if not report:
         return ""
@@ -316,9 +373,17 @@ def model_page(model: str, request: Request) -> HTMLResponse:
         f"<h2>Champion and challenger</h2>{_versions_html(model, state['versions'], links)}"
         f"<h2>Latest training runs</h2>{_candidates_html(model, state['candidates'], links)}"
         f"<h2>Last {len(state['timeline'])} intervals</h2>{_timeline_html(state['timeline'], state['ledger'], links)}"
+        f"<h2>Shadow scoring</h2>{_shadow_section(cfg, lake, registry, links)}"
         f"<h2>Alias ledger</h2>{_ledger_html(state['ledger'], model, links)}"
     )
     return HTMLResponse(page(f"Sluice: {model}", body, style=STYLE))
+
+
+def _shadow_section(cfg: Any, lake: Any, registry: Any, links: _Links) -> str:
+    try:
+        return _shadow_html(cfg, lake, registry, links)
+    except Exception as exc:  # one unreadable part of the page is an error line, never a failed page
+        return _errors([f"shadow evidence: {type(exc).__name__}: {str(exc)[:300]}"])
 
 
 #: seconds a parse of the DAG folder is reused by the conformance pages (a DagBag parse takes seconds)
