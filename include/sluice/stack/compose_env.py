@@ -143,6 +143,22 @@ def write_env_file(path: Path, content: str, *, force: bool = False) -> None:
     os.chmod(path, 0o600)
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of a ``.env`` file (comments and blank lines skipped), as compose reads them."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: write it with `python -m sluice.stack.compose_env -o {path}`")
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path}:{number}: expected KEY=value, got a line without '=' (fix or delete it)")
+        values[key.strip()] = value.strip()
+    return values
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sluice.stack.compose_env",
