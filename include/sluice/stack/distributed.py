@@ -129,7 +129,8 @@ NATIVE_SERVICES: dict[str, str] = {
     "minio": "moto's S3 server on 127.0.0.1:SLUICE_S3_PORT (in memory)",
     "minio-init": "boto3 creates SLUICE_LAKE_BUCKET and MLFLOW_BUCKET",
     "mailpit": "the SMTP sink (sluice.alerts.mailsink) on 127.0.0.1:SLUICE_SMTP_PORT",
-    "mlflow": "mlflow server, the compose service's command and environment",
+    "mlflow": "mlflow server (basic-auth app), the compose service's command and environment",
+    "mlflow-init": "ensure_service_account(): Sluice's MLflow account, the same code as the compose job",
     "airflow-init": "airflow db migrate + airflow pools import",
     "airflow-apiserver": "airflow api-server",
     "airflow-scheduler": "airflow scheduler",
@@ -159,12 +160,18 @@ NATIVE_OVERRIDES: dict[str, str] = {
 
 
 def ensure_env_file(d: DistSettings) -> dict[str, str]:
-    """The stack's ``.env`` (compose's variable names and generator), written 0600 on the first start."""
+    """The stack's ``.env`` (compose's variable names and generator), written 0600 on the first start; a
+    variable added to the generator since is added, the existing values (baked into the databases) kept."""
     private_dir(d.home)
+    fresh = compose_env.generate_values()
     if not d.env_file.exists():
-        compose_env.write_env_file(d.env_file, compose_env.render(compose_env.generate_values()))
+        compose_env.write_env_file(d.env_file, compose_env.render(fresh))
+    values = compose_env.read_env_file(d.env_file)
+    if set(fresh) - set(values):
+        compose_env.write_env_file(d.env_file, compose_env.render({**fresh, **values}), force=True)
+        values = compose_env.read_env_file(d.env_file)
     d.env_file.chmod(0o600)
-    return compose_env.read_env_file(d.env_file)
+    return values
 
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[?-])([^}]*))?\}")
@@ -252,10 +259,52 @@ def scheduler_health_port(d: DistSettings) -> int:
     return int(os.environ.get("SLUICE_SCHEDULER_HEALTH_PORT", str(d.base.airflow_port + 101)))
 
 
+MLFLOW_AUTH_INI = REPO_ROOT / "docker" / "mlflow" / "basic_auth.ini"
+
+
 def mlflow_service_env(d: DistSettings, values: Mapping[str, str]) -> dict[str, str]:
+    """The compose service's environment; its basic-auth config is the repository's, pointed at 127.0.0.1."""
     env = compose_env_of(d, values, compose_model()["services"]["mlflow"]["environment"])
-    # no MLflow job runner: its huey consumers serve GenAI jobs Sluice does not use (as the embedded stack)
-    return env | {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    ini = d.home / "mlflow" / "basic_auth.ini"
+    private_dir(ini.parent)
+    embedded.write_secret(ini, localize(MLFLOW_AUTH_INI.read_text(encoding="utf-8"), d))  # no secret; 0600 anyway
+    return env | {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def ensure_service_account(url: str, admin: tuple[str, str], account: tuple[str, str], timeout: float = 180) -> bool:
+    """Create Sluice's MLflow account with the admin's login unless it exists; True when created now.
+
+    Compose's mlflow-init job and the native stack both run this. Its password is the one in ``.env``: an
+    account that exists keeps its password (rotate it with MLflow's update-password API)."""
+    import requests
+
+    wait_until(lambda: http_ok(f"{url}/health"), f"MLflow server at {url}", timeout)
+    auth = (admin[0], admin[1])
+    got = requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": account[0]}, auth=auth, timeout=30)
+    if got.status_code == 200:
+        return False
+    if got.status_code == 401:
+        raise RuntimeError(f"MLflow at {url} refused the admin login {admin[0]!r}: check MLFLOW_ADMIN_PASSWORD in .env")
+    made = requests.post(
+        f"{url}/api/2.0/mlflow/users/create",
+        json={"username": account[0], "password": account[1]},
+        auth=auth,
+        timeout=30,
+    )
+    if made.status_code >= 400:
+        raise RuntimeError(
+            f"creating the MLflow account {account[0]!r} failed: HTTP {made.status_code} {made.text[:500]}"
+        )
+    return True
+
+
+def mlflow_account_from_env(env: Mapping[str, str] = os.environ) -> bool:
+    """``mlflow-account``: :func:`ensure_service_account` with compose's variables."""
+    return ensure_service_account(
+        env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+        (env["MLFLOW_AUTH_ADMIN_USERNAME"], env["MLFLOW_AUTH_ADMIN_PASSWORD"]),
+        (env["MLFLOW_SLUICE_USER"], env["MLFLOW_SLUICE_PASSWORD"]),
+    )
 
 
 def mlflow_command(d: DistSettings, values: Mapping[str, str]) -> list[str]:
@@ -599,6 +648,11 @@ def up(d: DistSettings) -> None:
     start_mlflow(d, values, wait=False)  # its start overlaps Airflow's migration
     start_airflow(d, values)
     start_mlflow(d, values)  # already started: waits for its health
+    ensure_service_account(
+        s.mlflow_url,
+        (values["MLFLOW_ADMIN_USER"], values["MLFLOW_ADMIN_PASSWORD"]),
+        (values["MLFLOW_SLUICE_USER"], values["MLFLOW_SLUICE_PASSWORD"]),
+    )
     log.info("distributed stack up in %.1fs", time.monotonic() - t0)
 
 
@@ -675,6 +729,11 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("status", help="show which services run, by PID file")
     sub.add_parser("env", help="print shell exports of the Airflow processes' environment (contains secrets)")
     sub.add_parser("clean", help="stop everything and delete the distributed state folder")
+    sub.add_parser(
+        "mlflow-account",
+        help="create Sluice's MLflow service account (compose's mlflow-init job): reads MLFLOW_TRACKING_URI, "
+        "MLFLOW_AUTH_ADMIN_USERNAME/_PASSWORD, MLFLOW_SLUICE_USER/_PASSWORD from the environment",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     d = DistSettings.from_env()
@@ -690,6 +749,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "env":
         for k, v in client_env(d).items():
             print(f"export {k}={json.dumps(v)}")
+    elif args.cmd == "mlflow-account":
+        created = mlflow_account_from_env()
+        print("MLflow service account " + ("created" if created else "already exists"))
     elif args.cmd == "clean":
         down(d)
         shutil.rmtree(d.home, ignore_errors=True)
