@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -233,6 +234,7 @@ def dstack(free_port):
         left = {k: v for k, v in distributed.status(d).items() if v}
         mp.undo()
         assert not left, f"processes left after down: {left}"
+        shutil.rmtree(home, ignore_errors=True)  # kept when something was left running, to look at
 
 
 @pytest.fixture(scope="session")
