@@ -30,8 +30,8 @@ def _ok(result: dict) -> bool:
 
 
 def _task_count(log_text: str) -> int:
-    """Tasks a Celery worker received (its log has one line per Airflow workload)."""
-    return len(re.findall(r"Received task|execute_workload", log_text))
+    """Tasks a Celery worker received: its log has ``Task execute_workload[<id>] received`` for each."""
+    return len(re.findall(r"execute_workload\[[0-9a-f-]+\] received", log_text))
 
 
 def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dlake) -> None:
