@@ -98,8 +98,13 @@ def shadow_check(
     evidence = None
     uri = ""
     if lake.partitions(shadow.ZONE, shadow.shadow_name(cfg.name, version)):
-        evidence = shadow.compare(cfg, lake, version)
-        uri = shadow.write_evidence(lake, evidence)
+        try:
+            evidence = shadow.compare(cfg, lake, version)
+            uri = shadow.write_evidence(lake, evidence)
+        except (OSError, ValueError) as exc:
+            if cfg.deploy.require_shadow_days:
+                raise  # required evidence that cannot be read fails the deployment, with the reason
+            log.warning("%s v%s: shadow evidence unreadable, not required, deploying: %s", cfg.name, version, exc)
     verdict = shadow.decide(cfg, evidence)
     log.info("%s v%s shadow: %s (%s)", cfg.name, version, verdict["decision"], verdict["reason"])
     out = {**plan, "shadow": {**verdict, "evidence": evidence, "evidence_uri": uri}}

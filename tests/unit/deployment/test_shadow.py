@@ -176,3 +176,17 @@ def test_shadow_scores_publish_like_predictions_and_a_rerun_changes_nothing(lake
     assert lake.partitions("predictions", "loans") == []  # the served predictions are untouched
     scored = pd.read_parquet(io.BytesIO(lake.read_published("shadow", "loans/v7", START)[0]))
     assert set(scored["model_version"]) == {"7"} and len(scored) == first["rows"]
+
+
+def test_unreadable_evidence_blocks_only_when_it_is_required(lake: Lake) -> None:
+    from sluice.deployment.job import shadow_check
+
+    cfg = config()
+    world(lake, cfg, days=1, labelled=0, shadow_quality=1.0)
+    wrong = pd.DataFrame({"application_id": ["a0-0"], "label": [1]})  # not labels.column
+    lake.put_landing("labels", cfg.labels.dataset, shadow.label_ds(cfg, START), {"part.parquet": parquet(wrong)})
+    plan = {"deploy": True, "action": "deploy", "version": "2", "why": "new challenger v2"}
+    checked = shadow_check(cfg, lake, None, plan)  # type: ignore[arg-type]  # no registry call on this path
+    assert checked["deploy"] is True and checked["shadow"]["evidence"] is None
+    with pytest.raises(ValueError, match="labels lack columns \\['defaulted'\\]"):
+        shadow_check(config(require_shadow_days=1), lake, None, plan)  # type: ignore[arg-type]
