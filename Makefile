@@ -22,7 +22,8 @@ export GX_ANALYTICS_ENABLED := false
 # defaults live in one place, sluice.stack.embedded.connections(), which the stack's processes, the tests and
 # `python -m sluice.stack.embedded env` use; one exported here or in your shell wins over its default.
 
-.PHONY: help venv demo test test-unit up down status bench lint suite compose-env lock clean
+.PHONY: help venv demo test test-unit up down status bench lint suite compose-env lock clean \
+	up-distributed down-distributed test-distributed
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +73,18 @@ up: venv  ## start PostgreSQL, MLflow, the SMTP sink and Airflow; print URLs and
 
 down: venv  ## stop exactly the processes `make up` started
 	$(PY) -m sluice.stack.embedded down
+
+# The topology of docker-compose.yaml, natively (docs/distributed.md): PostgreSQL on TCP with passwords, Redis,
+# moto's S3 server, MLflow on PostgreSQL + S3, Airflow with the CeleryExecutor and two workers. State in
+# $(SLUICE_HOME)/distributed; extra ports SLUICE_PG_PORT, SLUICE_REDIS_PORT, SLUICE_S3_PORT (5432/6379/9000).
+up-distributed: venv  ## start the distributed topology natively (CeleryExecutor, 2 workers, Redis, S3, Postgres)
+	$(PY) -m sluice.stack.distributed up
+
+down-distributed: venv  ## stop exactly the processes `make up-distributed` started
+	$(PY) -m sluice.stack.distributed down
+
+test-distributed: venv  ## the whole loop on a distributed stack of its own (and the fault tests), ~10 min
+	$(PY) -m pytest -p no:randomly tests/distributed
 
 status: venv  ## which services are running
 	$(PY) -m sluice.stack.embedded status

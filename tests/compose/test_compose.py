@@ -35,8 +35,8 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer",
     "airflow-worker",
 }
-ONE_SHOT_SERVICES = {"airflow-init", "minio-init"}
-REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "mlflow", "minio", "minio-init", "mailpit"}
+ONE_SHOT_SERVICES = {"airflow-init", "minio-init", "mlflow-init"}
+REQUIRED_SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "mlflow", "mlflow-init", "minio", "minio-init", "mailpit"}
 
 # Key names that hold a credential (checked on environment keys and on JSON connection fields).
 SECRET_KEY_RE = re.compile(
@@ -49,7 +49,7 @@ ONLY_REFS_RE = re.compile(r"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\})+$")
 URL_USERINFO_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://((?:\$\{[^}]*\}|[^@/\s\"'])*)@")
 # A credential passed on a command line: --password x, --requirepass=x, PASSWORD=x.
 COMMAND_SECRET_RE = re.compile(
-    r"(?i)(?:--?[\w-]*(?:password|passwd|secret|token|requirepass|auth)[\w-]*[= ]|"
+    r"(?i)(?:(?<![\w-])--?[\w-]*(?:password|passwd|secret|token|requirepass|auth)[\w-]*[= ]|"
     r"\b[\w]*(?:PASSWORD|SECRET|TOKEN)[\w]*=)\s*[\"']?([^\s\"']+)"
 )
 # Placeholders in Airflow's config template for secrets it otherwise generates per process (not shared).
@@ -291,6 +291,32 @@ def test_commands(services: dict[str, Any]) -> None:
     assert mlflow_env["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
     assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert "mc mb" in text("minio-init")
+    assert text("mlflow-init") == "python -m sluice.stack.distributed mlflow-account"
+
+
+def test_mlflow_requires_a_login_and_only_sluice_writes(services: dict[str, Any]) -> None:
+    """MLflow runs its basic-auth app: a generated admin, Sluice's service account for the pipelines, READ for
+    everyone else; the workers wait for the account, and every Airflow service signs in with it."""
+    mlflow = services["mlflow"]
+    command = [str(x) for x in mlflow["command"]]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    env = environment_of(mlflow)
+    for key in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "PGPASSWORD"):
+        assert is_only_refs(env[key]) and ":?" in env[key], f"mlflow.{key} must be ${{VAR:?...}}"
+    ini_mount = [str(v) for v in mlflow.get("volumes") or [] if "basic_auth.ini" in str(v)]
+    assert ini_mount and ini_mount[0].endswith(":ro") and env["MLFLOW_AUTH_CONFIG_PATH"] in ini_mount[0]
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read(REPO / "docker" / "mlflow" / "basic_auth.ini")
+    assert ini["mlflow"]["default_permission"] == "READ"
+    assert not url_password_problems(ini["mlflow"]["database_uri"]) and "admin_password" not in ini["mlflow"]
+    for name in AIRFLOW_SERVICES:
+        aenv = environment_of(services[name])
+        assert aenv["MLFLOW_TRACKING_USERNAME"].startswith("${MLFLOW_SLUICE_USER:?"), name
+        assert is_only_refs(aenv["MLFLOW_TRACKING_PASSWORD"]), name
+    assert services["airflow-worker"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    assert services["mlflow-init"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
 
 
 def test_worker_is_scalable(services: dict[str, Any]) -> None:
@@ -382,6 +408,8 @@ def test_literal_credential_detector_catches_planted_secrets(compose: dict[str, 
     assert literal_credentials(broken), "detector missed a credential on the command line"
     ok = {"services": {"x": {"command": ["sh", "-c", 'redis-server --requirepass "$$REDIS_PASSWORD"']}}}
     assert not literal_credentials(ok)
+    # an option *value* that merely contains "auth" is no credential flag
+    assert not literal_credentials({"services": {"x": {"command": ["mlflow", "server", "--app-name", "basic-auth"]}}})
 
 
 def test_jwt_secret_comes_from_env_and_no_default_secret(compose_text: str, services: dict[str, Any]) -> None:

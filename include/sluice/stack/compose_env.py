@@ -35,6 +35,8 @@ PLAIN_VARIABLES: dict[str, str] = {
     "AIRFLOW_ADMIN_USER": "admin",
     "SLUICE_LAKE_BUCKET": "sluice-lake",
     "MLFLOW_BUCKET": "sluice-mlflow",
+    "MLFLOW_ADMIN_USER": "admin",
+    "MLFLOW_SLUICE_USER": "sluice",
 }
 
 #: One line of documentation per variable, written above it in the ``.env`` file.
@@ -52,6 +54,11 @@ DESCRIPTIONS: dict[str, str] = {
     "MINIO_ROOT_PASSWORD": "MinIO root secret key; also the S3 secret key of Airflow and MLflow",
     "SLUICE_LAKE_BUCKET": "MinIO bucket of the lake (SLUICE_LAKE=s3://<bucket>/lake)",
     "MLFLOW_BUCKET": "MinIO bucket of the MLflow artifact store (s3://<bucket>/mlflow)",
+    "MLFLOW_ADMIN_USER": "admin of MLflow's basic-auth app (created on its first start)",
+    "MLFLOW_ADMIN_PASSWORD": "password of the MLflow admin (http://127.0.0.1:5000)",
+    "MLFLOW_SLUICE_USER": "Sluice's service account on MLflow: the account the Airflow services write with",
+    "MLFLOW_SLUICE_PASSWORD": "password of Sluice's MLflow service account",
+    "MLFLOW_SECRET_KEY": "MLflow server's session/CSRF secret (the same in every worker)",
 }
 
 
@@ -83,6 +90,11 @@ def generate_values(uid: str | None = None) -> dict[str, str]:
         "MINIO_ROOT_PASSWORD": _password(40),
         "SLUICE_LAKE_BUCKET": PLAIN_VARIABLES["SLUICE_LAKE_BUCKET"],
         "MLFLOW_BUCKET": PLAIN_VARIABLES["MLFLOW_BUCKET"],
+        "MLFLOW_ADMIN_USER": PLAIN_VARIABLES["MLFLOW_ADMIN_USER"],
+        "MLFLOW_ADMIN_PASSWORD": _password(),
+        "MLFLOW_SLUICE_USER": PLAIN_VARIABLES["MLFLOW_SLUICE_USER"],
+        "MLFLOW_SLUICE_PASSWORD": _password(),
+        "MLFLOW_SECRET_KEY": secrets.token_urlsafe(48),
     }
 
 
@@ -141,6 +153,22 @@ def write_env_file(path: Path, content: str, *, force: bool = False) -> None:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     os.chmod(path, 0o600)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of a ``.env`` file (comments and blank lines skipped), as compose reads them."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: write it with `python -m sluice.stack.compose_env -o {path}`")
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{path}:{number}: expected KEY=value, got a line without '=' (fix or delete it)")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

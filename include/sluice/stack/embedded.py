@@ -392,10 +392,12 @@ def wait_mlflow(s: Settings) -> None:
     wait_until(lambda: http_ok(f"{s.mlflow_url}/health"), "MLflow server", 120, s.log_dir / "mlflow.log")
 
 
-def migrate_airflow(s: Settings) -> None:
-    """``airflow db migrate`` (idempotent); output goes to the log folder, errors are shown whole."""
+def migrate_airflow(s: Settings, env: Mapping[str, str] | None = None) -> None:
+    """``airflow db migrate`` (idempotent); output goes to the log folder, errors are shown whole.
+
+    ``env``: the whole environment of the Airflow processes (the distributed stack's); by default this stack's."""
     s.log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **airflow_env(s)}
+    env = dict(env) if env is not None else {**os.environ, **airflow_env(s)}
     proc = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
     write_secret(s.log_dir / "airflow-migrate.log", proc.stdout + proc.stderr)  # 0600 like every log
     if proc.returncode != 0:

@@ -1,0 +1,111 @@
+"""The whole loop on the distributed topology, every step a DAG run the scheduler hands to the Celery workers:
+
+features (a backfill, four runs at once over two workers) -> training (MLflow on PostgreSQL, artifacts in S3)
+-> gate -> promotion -> deployment (started by the model Asset: infra validation, blue/green, champion)
+-> batch inference -> monitoring. The lake is ``s3://`` on moto's server, so every partition, manifest and
+report crossed HTTP; the test reads them back from there, and the model's artifacts from the MLflow bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+from sluice.config import get_model_config
+from sluice.datagen.writer import generate_into_lake
+from sluice.registry.mlflow_registry import CHAMPION, Registry
+from sluice.stack.distributed import WORKERS
+from sluice.stack.rest import utcnow_iso
+
+START = dt.date(2025, 1, 1)
+DAYS = 5  # features for 5 days; the first model trains on a 3-day window ending on day 4
+TRAIN_END = START + dt.timedelta(days=3)
+ROWS = 3000
+WAIT = 600
+
+
+def _ok(result: dict) -> bool:
+    return result["state"] == "success"
+
+
+def _task_count(log_text: str) -> int:
+    """Tasks a Celery worker received (its log has one line per Airflow workload)."""
+    return len(re.findall(r"Received task|execute_workload", log_text))
+
+
+def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dlake) -> None:
+    t0 = time.monotonic()
+    cfg = get_model_config("loans")
+    assert cfg.labels.delay_days == 1, "the stack's own (fast) model config is in use"
+    assert dlake.root.startswith("s3://"), dlake.root
+    dag = cfg.dag_id
+    dapi.wait_for_dags([dag(k) for k in ("features", "training", "deployment", "batch_inference", "monitoring")])
+    # training waits until the features are in (each published day would start one on the feature Asset)
+    dapi.set_paused(dag("training"), True)
+    for kind in ("features", "deployment", "batch_inference", "monitoring"):
+        dapi.set_paused(dag(kind), False)
+    timings: dict[str, float] = {}
+
+    # 1. features: a backfill, four runs at once over two workers
+    landed = generate_into_lake(cfg, dlake, START, DAYS + 1, rows_per_day=ROWS)
+    last = START + dt.timedelta(days=DAYS - 1)
+    t, since = time.monotonic(), utcnow_iso()
+    dapi.backfill(dag("features"), START, last, max_active_runs=4)
+    runs = dapi.wait_window(dag("features"), START, last, since, timeout=WAIT)
+    timings["features"] = time.monotonic() - t
+    bad = {r["logical_date"][:10]: r["state"] for r in runs if r["state"] != "success"}
+    corrupted = set(landed.get("corrupted") or [])
+    assert not {k for k in bad if k not in corrupted}, bad
+    published = dlake.partitions("features", cfg.features.feature_set)
+    assert len(published) >= DAYS - len(corrupted), published
+    keys = dlake.list(f"features/{cfg.features.feature_set}/")
+    assert keys and all(not k.split("/")[-1].startswith(".tmp") for k in keys), keys[:20]
+
+    # 2. training -> gate -> promotion; 3. the model Asset starts the deployment
+    known = {r["dag_run_id"] for r in dapi.runs(dag("deployment"))}
+    t = time.monotonic()
+    run = dapi.trigger(dag("training"), conf={"end_ds": TRAIN_END.isoformat(), "note": "distributed loop"})
+    training = dapi.result(dag("training"), dapi.wait_run(dag("training"), run["dag_run_id"], timeout=WAIT))
+    timings["training"] = time.monotonic() - t
+    assert _ok(training), training
+    assert training["tasks"]["gate"] == "success" and training["tasks"]["promote"] == "success", training["tasks"]
+    t = time.monotonic()
+    deadline = time.monotonic() + 180
+    new: list[dict] = []
+    while not new and time.monotonic() < deadline:
+        new = [r for r in dapi.runs(dag("deployment")) if r["dag_run_id"] not in known]
+        time.sleep(3)
+    assert new, "the promotion's model Asset started no deployment run"
+    deployment = dapi.result(dag("deployment"), dapi.wait_run(dag("deployment"), new[0]["dag_run_id"], timeout=WAIT))
+    timings["deployment"] = time.monotonic() - t
+    assert _ok(deployment), deployment
+    registry = Registry(dstack.s.mlflow_url)
+    champion = registry.by_alias(cfg.name, CHAMPION)
+    assert champion is not None, "no champion after the deployment"
+    # the model's artifacts are in the MLflow bucket of the S3 endpoint (served by MLflow's proxy)
+    objects = dstack.s3().list_objects_v2(Bucket=dstack.values["MLFLOW_BUCKET"], Prefix="mlflow/")
+    assert objects.get("KeyCount", 0) > 0, "no MLflow artifact in S3"
+
+    # 4. batch inference with the champion; 5. monitoring of the same days
+    for kind in ("batch_inference", "monitoring"):
+        first = START + dt.timedelta(days=1)
+        t, since = time.monotonic(), utcnow_iso()
+        dapi.backfill(dag(kind), first, last, max_active_runs=4)
+        runs = dapi.wait_window(dag(kind), first, last, since, timeout=WAIT)
+        timings[kind] = time.monotonic() - t
+        results = [dapi.result(dag(kind), r, with_xcom=False) for r in runs]
+        failed = {r["ds"]: r["tasks"] for r in results if not _ok(r) and r["ds"] not in corrupted}
+        assert not failed, failed
+    predicted = dlake.partitions("predictions", cfg.name)
+    assert predicted, "no predictions partition in the S3 lake"
+    reports = dlake.list(f"reports/{cfg.name}/drift/")
+    assert reports, "no drift report in the S3 lake"
+
+    # both Celery workers ran tasks of the loop
+    per_worker = {w: _task_count((dstack.log_dir / f"{w}.log").read_text(errors="replace")) for w in WORKERS}
+    print(f"\ntasks received per worker: {per_worker}")
+    assert all(n > 0 for n in per_worker.values()), per_worker
+    timings["total"] = time.monotonic() - t0
+    print("loop timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    print("memory per service (MB RSS, with children): " + str(dstack.memory_mb()))
