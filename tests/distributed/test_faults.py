@@ -600,7 +600,7 @@ def test_f4_smtp_down_the_alert_fails_clearly_and_the_retry_delivers_exactly_one
 # scheduler runs the features DAG on the S3 lake; the expected bytes come from the same landing files published
 # on a local lake by the same code.
 
-DIST_ROWS = 6000
+DIST_ROWS = 3000  # within the loans suite's row-count bounds (6000 a day is quarantined)
 
 
 def expected_features(cfg: ModelConfig, days: list[dt.date], tmp_path: Any) -> dict[str, str]:
@@ -797,3 +797,62 @@ def test_f8_redis_restarted_mid_run_nothing_queued_is_lost(dstack, dapi, dlake, 
         notes=["recovery: from Redis's restart to the last run of the window ending"],
     ).emit()
     assert not lost, lost
+
+
+def test_f2_mlflow_down_while_logging_the_model_registers_nothing_and_the_retry_registers_once(mlflow_behind_proxy):
+    import mlflow
+
+    from sluice.training.job import register_pipeline
+    from sluice.training.model import feature_columns
+
+    env = mlflow_behind_proxy
+    cfg = small_config().model_copy(update={"name": f"loans_{uuid.uuid4().hex[:8]}"})
+    model = small_model(cfg)
+    day = dt.date(2025, 1, 2)
+    example = build_features(loans.generate_events(day, seed=7, rows_per_day=50), cfg)[feature_columns(cfg)].head(3)
+    experiment = env.registry.experiment_id(cfg.name)
+    before = registry_state(env.direct, cfg.name)
+    stop = threading.Event()
+
+    def watch() -> None:  # cut MLflow off once the run exists: the model's files are on their way
+        while not stop.is_set():
+            if env.direct.client.search_runs([experiment]):
+                env.proxy.down()
+                return
+            stop.wait(0.02)
+
+    env.proxy.latency = 0.3
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(Exception) as failed:
+            register_pipeline(env.registry, cfg, model, example)
+    finally:
+        stop.set()
+        watcher.join(timeout=10)
+        env.proxy.latency = 0.0
+    during = registry_state(env.direct, cfg.name)
+    assert during["versions"] == [], during
+
+    env.proxy.up()
+    if mlflow.active_run() is not None:  # this process goes on; a retried task starts a fresh process
+        mlflow.end_run("FAILED")
+    sw = faults.Stopwatch()
+    version, _ = register_pipeline(env.registry, cfg, model, example)  # the task's retry
+    recovery = sw.elapsed
+    after = registry_state(env.direct, cfg.name)
+    runs = env.direct.client.search_runs([experiment])
+    faults.FaultRecord(
+        "F2a",
+        "MLflow unreachable while the candidate's run logs the model (before it is registered)",
+        before=before,
+        after={
+            "during_outage": during,
+            "after_retry": after,
+            "runs": [(r.info.run_id[:8], r.info.status) for r in runs],
+        },
+        lost=[] if len(after["versions"]) == 1 else [f"versions {after['versions']}"],
+        recovery_s=recovery,
+        notes=[f"error: {type(failed.value).__name__}: {str(failed.value)[:200]}"],
+    ).emit()
+    assert after["versions"] == [(version, after["versions"][0][1])] and len(after["versions"]) == 1
