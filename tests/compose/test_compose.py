@@ -359,6 +359,8 @@ def test_airflow_environment(services: dict[str, Any]) -> None:
         aws = json.loads(env["AIRFLOW_CONN_AWS_DEFAULT"])
         assert aws["extra"]["endpoint_url"] == "http://minio:9000"
         assert env["AIRFLOW_CONN_MLFLOW_DEFAULT"] == "http://mlflow:5000"
+        # checked from inside the container only: not bound to every interface
+        assert env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST"] == "127.0.0.1"
 
 
 def test_airflow_config_variables_exist() -> None:

@@ -30,8 +30,8 @@ def _ok(result: dict) -> bool:
 
 
 def _task_count(log_text: str) -> int:
-    """Tasks a Celery worker received (its log has one line per Airflow workload)."""
-    return len(re.findall(r"Received task|execute_workload", log_text))
+    """Tasks a Celery worker received: its log has ``Task execute_workload[<id>] received`` for each."""
+    return len(re.findall(r"execute_workload\[[0-9a-f-]+\] received", log_text))
 
 
 def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dlake) -> None:
@@ -65,6 +65,7 @@ def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dl
     # 2. training -> gate -> promotion; 3. the model Asset starts the deployment
     known = {r["dag_run_id"] for r in dapi.runs(dag("deployment"))}
     t = time.monotonic()
+    dapi.set_paused(dag("training"), False)  # a paused DAG's runs, triggered ones too, are not scheduled
     run = dapi.trigger(dag("training"), conf={"end_ds": TRAIN_END.isoformat(), "note": "distributed loop"})
     training = dapi.result(dag("training"), dapi.wait_run(dag("training"), run["dag_run_id"], timeout=WAIT))
     timings["training"] = time.monotonic() - t

@@ -274,28 +274,36 @@ def mlflow_service_env(d: DistSettings, values: Mapping[str, str]) -> dict[str, 
 def ensure_service_account(url: str, admin: tuple[str, str], account: tuple[str, str], timeout: float = 180) -> bool:
     """Create Sluice's MLflow account with the admin's login unless it exists; True when created now.
 
-    Compose's mlflow-init job and the native stack both run this. Its password is the one in ``.env``: an
-    account that exists keeps its password (rotate it with MLflow's update-password API)."""
+    Compose's mlflow-init job and the native stack both run this. The account is an MLflow admin: the
+    basic-auth app answers 403 (not 404) to a plain user asking for a registered model that does not exist
+    yet, and the pipelines ask for the champion of a model before its first version. Everyone else reads
+    only (``default_permission = READ``), so the registry is written by this account and the people's admin.
+    Its password is the one in ``.env``: an account that exists keeps its own (rotate it with MLflow's
+    update-password API)."""
     import requests
 
     wait_until(lambda: http_ok(f"{url}/health"), f"MLflow server at {url}", timeout)
     auth = (admin[0], admin[1])
-    got = requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": account[0]}, auth=auth, timeout=30)
-    if got.status_code == 200:
-        return False
+    api = f"{url}/api/2.0/mlflow/users"
+    got = requests.get(f"{api}/get", params={"username": account[0]}, auth=auth, timeout=30)
     if got.status_code == 401:
         raise RuntimeError(f"MLflow at {url} refused the admin login {admin[0]!r}: check MLFLOW_ADMIN_PASSWORD in .env")
-    made = requests.post(
-        f"{url}/api/2.0/mlflow/users/create",
-        json={"username": account[0], "password": account[1]},
-        auth=auth,
-        timeout=30,
-    )
-    if made.status_code >= 400:
-        raise RuntimeError(
-            f"creating the MLflow account {account[0]!r} failed: HTTP {made.status_code} {made.text[:500]}"
+    created = got.status_code != 200
+    if created:
+        made = requests.post(
+            f"{api}/create", json={"username": account[0], "password": account[1]}, auth=auth, timeout=30
         )
-    return True
+        if made.status_code >= 400:
+            raise RuntimeError(
+                f"creating the MLflow account {account[0]!r} failed: HTTP {made.status_code} {made.text[:500]}"
+            )
+    if not (got.status_code == 200 and got.json().get("user", {}).get("is_admin")):
+        up = requests.patch(
+            f"{api}/update-admin", json={"username": account[0], "is_admin": True}, auth=auth, timeout=30
+        )
+        if up.status_code >= 400:
+            raise RuntimeError(f"making {account[0]!r} an MLflow admin failed: HTTP {up.status_code} {up.text[:500]}")
+    return created
 
 
 def mlflow_account_from_env(env: Mapping[str, str] = os.environ) -> bool:
