@@ -13,6 +13,7 @@ producer has written ``_SUCCESS``.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -71,6 +72,15 @@ class LocalStorage:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the bare error names no file and no way out
+                raise OSError(
+                    exc.errno,
+                    f"{os.strerror(exc.errno)}: writing {path} ({len(data)} bytes) failed and nothing of it was "
+                    f"kept; free space on the file system of {path.parent} (or raise its quota) and rerun the task",
+                ) from exc
+            raise
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -4,6 +4,7 @@ deployment target of a model (SageMaker through ``aws_default``)."""
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Sequence
 
 from airflow.sdk import BaseHook
@@ -64,13 +65,21 @@ class AlertHook(BaseHook):
     def send(self, alert: Alert, to: Sequence[str]) -> None:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
-            sender = hook.from_email or "sluice@localhost"
-            # The hook's own send_email_smtp only builds HTML mails; we want a plain-text part too.
-            client = hook._smtp_client
-            if client is None:  # entering the hook connects; None would be a provider change
-                raise RuntimeError(f"SMTP connection {self.smtp_conn_id!r}: the hook opened no client")
-            client.send_message(alert.message(to, sender))
+        try:
+            with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
+                sender = hook.from_email or "sluice@localhost"
+                # The hook's own send_email_smtp only builds HTML mails; we want a plain-text part too.
+                client = hook._smtp_client
+                if client is None:  # entering the hook connects; None would be a provider change
+                    raise RuntimeError(f"SMTP connection {self.smtp_conn_id!r}: the hook opened no client")
+                client.send_message(alert.message(to, sender))
+        except (OSError, smtplib.SMTPException) as exc:  # a bare "[Errno 111] Connection refused" names nothing
+            conn = self.get_connection(self.smtp_conn_id)
+            raise ConnectionError(
+                f"alert {alert.subject!r} was NOT sent: SMTP server {conn.host}:{conn.port} of connection "
+                f"{self.smtp_conn_id!r} failed ({type(exc).__name__}: {exc}); start it or fix "
+                f"AIRFLOW_CONN_{self.smtp_conn_id.upper()}, then retry the task"
+            ) from exc
         log.info("alert sent to %s: %s", ", ".join(to), alert.subject)
 
 

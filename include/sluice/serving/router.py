@@ -6,7 +6,9 @@ Blue/green needs one address that outlives every model server. The router forwar
 server named in the state file, which the deployment target replaces atomically (write + rename) to
 switch traffic; the file is re-read whenever its mtime changes, so a switch takes effect on the next
 request, never in the middle of one. A request that finds its server gone (the old one stopping after
-the switch) is retried on the current one: scoring has no side effects. Nothing else is retried.
+the switch) is retried on the current one: scoring has no side effects. Nothing else is retried. When the
+live server does not answer at all (killed, crashed), the router answers 503 with a body that names the
+version, its port and the way back (a redeploy), and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -95,7 +97,17 @@ def create_router(state_file: Path) -> Starlette:
                 continue
             out = {k: v for k, v in resp.headers.items() if k.lower() in _ANSWER_HEADERS}
             return Response(resp.content, status_code=resp.status_code, headers=out)
-        return JSONResponse({"error": "the model server behind this address did not answer; see its log"}, 502)
+        # the live server is gone (killed, crashed): unavailable, not a bad answer; say which and how to restore
+        version, port = (live or {}).get("version"), (live or {}).get("port")
+        return JSONResponse(
+            {
+                "error": f"model server v{version} on 127.0.0.1:{port} is not answering (see its log, process "
+                f"{(live or {}).get('process')}); redeploy the champion with the deployment DAG to restore service",
+                "live_version": version,
+            },
+            503,
+            headers={"Retry-After": "5"},
+        )
 
     async def whoami(request: Request) -> Response:
         live = state.get()

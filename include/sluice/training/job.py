@@ -395,6 +395,10 @@ def promote(
             if np.isfinite(theirs) and (theirs > mine or (theirs == mine and rival.info.run_id < rid)):
                 return supersede(f"run {rival.info.run_id[:8]} on the same snapshot scores {theirs:.4f} >= {mine:.4f}")
         current = registry.by_alias(cfg.name, CHALLENGER)
+        if current is not None and current.run_id == rid:
+            # an earlier attempt of this promotion moved the alias and was cut off after (MLflow went away):
+            # finish its bookkeeping instead of superseding the run by its own version
+            return _finish_promotion(cfg, registry, rid, current, verdict, approval, approved, dag_id, run_id)
         if current is not None and current.tags.get("data.manifest_sha256") == sha:
             theirs = float(current.tags.get("eval.primary_oriented", "nan"))
             if np.isfinite(theirs) and theirs >= mine:
@@ -410,14 +414,44 @@ def promote(
             "eval.primary_oriented": f"{mine:.6f}",
             "gate.evidence": f"runs:/{rid}/gate_decision.json",
         }
-        version = registry.register(cfg.name, trained["model_uri"], rid, tags)
+        # an earlier attempt may have registered this run and lost MLflow before the alias moved: a retry
+        # reuses that version rather than leave it behind as a second, alias-less one
+        left = [v for v in registry.versions(cfg.name) if v.run_id == rid]
+        if left:
+            log.info("run %s already has version %s (an interrupted attempt): reusing it", rid[:8], left[-1].version)
+        version = left[-1] if left else registry.register(cfg.name, trained["model_uri"], rid, tags)
         registry.set_alias(cfg.name, CHALLENGER, version.version)
-        registry.client.set_tag(rid, STATE_TAG, "promoted")
+        if current is not None and current.version != version.version:
+            registry.client.set_model_version_tag(cfg.name, current.version, STATE_TAG, "superseded")
+        return _finish_promotion(
+            cfg, registry, rid, version, verdict, approval, approved, dag_id, run_id, previous=current
+        )
+
+
+def _finish_promotion(
+    cfg: ModelConfig,
+    registry: Registry,
+    rid: str,
+    version: Any,
+    verdict: Any,
+    approval: Mapping[str, Any] | None,
+    approved: bool,
+    dag_id: str,
+    run_id: str,
+    previous: Any = None,
+) -> dict[str, Any]:
+    """The run's state tag and the ledger entry of the alias move, once (a retry finds the entry there)."""
+    registry.client.set_tag(rid, STATE_TAG, "promoted")
+    recorded = any(
+        e.get("alias") == CHALLENGER and e.get("to") == version.version and e.get("candidate_run") == rid
+        for e in ledger.history(registry, cfg.name)
+    )
+    if not recorded:
         ledger.append(
             registry,
             cfg.name,
             alias=CHALLENGER,
-            from_version=current.version if current else None,
+            from_version=previous.version if previous is not None else None,
             to_version=version.version,
             why=approval_why(approval or {}, rid) if approved else f"gate PASS for run {rid[:8]}",
             who=str((approval or {}).get("by")) if approved else "airflow:gate",
@@ -426,7 +460,5 @@ def promote(
             evidence=f"runs:/{rid}/gate_decision.json",
             extra={"decision": "approved", "candidate_run": rid} if approved else {"candidate_run": rid},
         )
-        if current is not None and current.version != version.version:
-            registry.client.set_model_version_tag(cfg.name, current.version, STATE_TAG, "superseded")
     log.info("registered %s v%s and set alias %s (gate %s)", cfg.name, version.version, CHALLENGER, verdict)
     return {"promoted": True, "version": version.version, "alias": CHALLENGER, "run_id": rid}
