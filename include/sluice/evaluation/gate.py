@@ -365,7 +365,13 @@ def _slices(
             if not (is_finite(cv) and is_finite(hv)):
                 too_small_metric += 1
                 continue
-            b = b_col.get(value) or {}
+            b = b_col.get(value)
+            if b is None:
+                detail = (
+                    f"slice value {column}={value} has metrics but no entry in the slices' bootstrap: the evaluation "
+                    "is inconsistent; rerun the evaluate task"
+                )
+                return RuleResult("slices", Verdict.FAIL, None, limit, detail), [], [], []
             regression = float(hv) - float(cv) if hib else float(cv) - float(hv)
             entry: dict[str, Any] = {
                 "column": column,
@@ -386,7 +392,7 @@ def _slices(
                 "status": None,
                 "why": "",
             }
-            if b and is_finite(b.get("limit")) and abs(float(b["limit"]) - limit) > 1e-12:
+            if is_finite(b.get("limit")) and abs(float(b["limit"]) - limit) > 1e-12:
                 detail = (
                     f"the slices' bootstrap was computed against a limit of {float(b['limit']):g}, but "
                     f"slice_max_regression is {limit:g}: rerun the evaluate task with this config"

@@ -168,6 +168,14 @@ CASES = [
 ]
 
 
+def test_slice_value_missing_from_the_bootstrap_fails_closed() -> None:
+    inputs = gate_inputs({"AA": S(0.09, 0.5), "UA": S(0.0, 1.0)})
+    assert inputs.slice_bootstrap is not None
+    del inputs.slice_bootstrap["carrier"]["AA"]
+    rule = next(r for r in evaluate_gate(gate_config(), inputs).rules if r.rule == "slices")
+    assert rule.verdict is Verdict.FAIL and "carrier=AA has metrics but no entry" in rule.detail
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_slice_scenarios(case: Case) -> None:
     d = evaluate_gate(gate_config(**case.gate), gate_inputs(case.slices))
