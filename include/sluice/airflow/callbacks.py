@@ -6,7 +6,7 @@ import logging
 from html import escape
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sluice.alerts.email import Alert
 
@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 
 class AlertedFailure(AirflowFailException):
     """A gate failed and its own, detailed alert is already sent: fail without retry, no second mail."""
+
+
+class AlertNotSent(AirflowException):
+    """A gate failed and its alert could not be sent (SMTP down): the decision is already recorded, so the task
+    fails *retryably*: Airflow runs it again with the DAG's retries and backoff, which repeats the (idempotent)
+    decision and sends the mail once SMTP is back. Out of retries, the run ends red, never green without a mail."""
 
 
 def task_failure_alert(context: dict[str, Any]) -> None:

@@ -9,13 +9,13 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseOperator, Context, Param
 from airflow.sdk.exceptions import AirflowFailException
 
-from sluice.airflow.callbacks import AlertedFailure
+from sluice.airflow.callbacks import AlertedFailure, AlertNotSent
 from sluice.airflow.hooks import AlertHook, LakeHook
 from sluice.airflow.links import DataDocsLink, QuarantineLink, keep_link
 
@@ -77,6 +77,16 @@ class _ModelOperator(BaseOperator):
 
         return get_model_config(self.model)
 
+    def alert_and_fail(self, alert: Any, recipients: Sequence[str], failure: str) -> NoReturn:
+        """Mail ``alert`` and fail red without retry (:class:`AlertedFailure`); when the mail cannot be sent, fail
+        retryably (:class:`AlertNotSent`) so that the retry sends it: a failed gate never ends without its alert."""
+        try:
+            self.alert_hook.send(alert, recipients)
+        except Exception as exc:
+            self.log.exception("the alert mail could not be sent; the task fails retryably so a retry sends it")
+            raise AlertNotSent(f"{failure} (the alert email failed: {exc}; a retry sends it)") from exc
+        raise AlertedFailure(failure)
+
 
 class ValidateLandingOperator(_ModelOperator):
     """GX suite on the interval's landing partition; on failure: quarantine, alert email, task fails red."""
@@ -102,12 +112,7 @@ class ValidateLandingOperator(_ModelOperator):
         context["ti"].xcom_push(key="quarantine", value=result.to_dict())
         message = f"{cfg.dataset.name} ds={ds} quarantined at {result.quarantine_uri}: {result.reason}"
         alert = data_quality_alert(cfg.name, cfg.dataset.name, ds.isoformat(), result.failures, result.rows, links)
-        try:
-            self.alert_hook.send(alert, cfg.alerts.emails)
-        except Exception as exc:
-            self.log.exception("the quarantine alert could not be sent")
-            raise AirflowFailException(f"{message} (and the alert email failed: {exc})") from exc
-        raise AlertedFailure(message)
+        self.alert_and_fail(alert, cfg.alerts.emails, message)
 
 
 class PublishFeaturesOperator(_ModelOperator):
@@ -265,12 +270,8 @@ class GateOperator(_TrainingOperator):
             champion=self.serving_champion(cfg),
             shadow=waiting_shadow(self.registry, self.lake_hook, cfg.name),
         )
-        try:
-            self.alert_hook.send(alert, cfg.alerts.emails)
-        except Exception as exc:
-            raise AirflowFailException(f"gate {value} (and the alert email failed: {exc})") from exc
         failing = "; ".join(f"{r.rule}: {r.detail}" for r in decision.failing_rules)
-        raise AlertedFailure(f"{cfg.name}: gate {value}, champion untouched. {failing}")
+        self.alert_and_fail(alert, cfg.alerts.emails, f"{cfg.name}: gate {value}, champion untouched. {failing}")
 
     def serving_champion(self, cfg: Any) -> str | None:
         """The version the registry's ``champion`` alias names now (the mail says who keeps serving); None when

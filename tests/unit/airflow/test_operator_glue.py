@@ -16,7 +16,7 @@ import pytest
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from sluice.airflow.callbacks import AlertedFailure
+from sluice.airflow.callbacks import AlertedFailure, AlertNotSent
 from sluice.airflow.hooks import AlertHook
 from sluice.airflow.links import DriftReportLink
 from sluice.evaluation.gate import NO_CHAMPION_NOTE, Decision, GateDecision, RuleResult, Verdict
@@ -259,6 +259,48 @@ def test_gate_mail_names_the_serving_champion_when_the_suite_failed(champion, la
     steps = alert.text.split("What to do next:")[1]
     assert ("the champion (v3) keeps serving" if champion else "no champion serves yet") in steps
     assert "http://mlflow.test/#/experiments/7/runs/0123456789abcdef" in alert.text
+
+
+def test_a_gate_whose_alert_cannot_be_sent_fails_retryably_and_the_retry_mails_it(
+    tmp_path, lake_dir, free_port, monkeypatch
+) -> None:
+    """SMTP down when a gate fails (fault F4): the task must not end without its alert. With the real SMTP sink
+    stopped the gate fails *retryably* (not AirflowFailException, so the DAG's retries run it again); once the
+    sink is back, the retry sends the mail exactly once and fails red without retry."""
+    from sluice.airflow.operators import GateOperator
+    from sluice.alerts.mailsink import read_outbox, start
+    from sluice.training import job
+
+    port, mails = free_port(), tmp_path / "outbox"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f'{{"conn_type":"smtp","host":"127.0.0.1","port":{port},'
+        '"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost","timeout":5}}',
+    )
+    monkeypatch.setattr(job, "decide", lambda cfg, registry, trained, evaluation: suite_failed())
+    trained = {"run_id": "0123456789abcdef", "suite_passed": False}
+    xcoms = {("train", "return_value"): trained, ("evaluate", "return_value"): {"skipped": "x"}}
+
+    def attempt() -> pytest.ExceptionInfo[BaseException]:
+        op = GateOperator(task_id="gate", model="loans", train_task="train", evaluate_task="evaluate")
+        op.registry = FakeRegistry("3")
+        with pytest.raises(Exception) as failed:
+            op.execute(context(FakeTI(xcoms, task_id="gate")))
+        return failed
+
+    down = attempt()  # nothing listens on the port: the relay is down
+    assert isinstance(down.value, AlertNotSent) and not isinstance(down.value, AirflowFailException), down.value
+    assert "gate FAIL, champion untouched" in str(down.value) and "a retry sends it" in str(down.value)
+    assert not mails.exists() or read_outbox(mails) == []
+
+    sink = start(mails, "127.0.0.1", port)
+    try:
+        retry = attempt()
+    finally:
+        sink.stop()
+    assert isinstance(retry.value, AlertedFailure), retry.value
+    subjects = [m["Subject"] for m in read_outbox(mails)]
+    assert subjects == ["[sluice] loans: candidate NOT promoted, gate FAIL"], subjects
 
 
 # --------------------------------------------------------------------------------------------- deployment
