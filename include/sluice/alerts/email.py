@@ -169,8 +169,8 @@ _RULE_FIX = {
     "(label shifts, broken features) before retraining; the champion keeps serving",
     "min_improvement": "the candidate does not improve enough on the champion: retrain when more data has "
     "arrived, or lower gate.min_improvement",
-    "slices": "a slice regressed (table above): inspect that segment's data; retrain or accept a larger "
-    "gate.slice_max_regression",
+    "slices": "a slice big enough to judge regressed significantly (table above): inspect that segment's data; "
+    "retrain or accept a larger gate.slice_max_regression",
     "bootstrap": "the comparison with the champion is missing: rerun the training so evaluation compares both",
 }
 
