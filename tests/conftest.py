@@ -105,14 +105,21 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update({k: v for k, v in _airflow_env(Settings.from_env()).items() if k != "SLUICE_LAKE"})
 
 
+def _test_settings():
+    """The test home's settings, whatever ``SLUICE_HOME`` says now: a session fixture of the distributed tier
+    points ``SLUICE_HOME`` at its own stack while it is up, and the test PostgreSQL must not follow it."""
+    from sluice.runtime import Settings
+
+    return Settings.from_env({**os.environ, "SLUICE_HOME": os.environ["SLUICE_TEST_HOME"]})
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave no server behind that this run started (the controller, once every worker is done)."""
     if _is_worker(config):
         return
-    from sluice.runtime import Settings
     from sluice.stack.embedded import stop_postgres
 
-    settings = Settings.from_env()
+    settings = _test_settings()
     marker = _started_by(settings)
     with _home_lock(settings, "postgres"):
         if marker.exists() and marker.read_text() == os.environ[RUN_ID]:
@@ -135,10 +142,9 @@ def _home_lock(settings, name: str):
 @pytest.fixture(scope="session")
 def postgres():
     """The test home's PostgreSQL, started on first use (under a second once initialised)."""
-    from sluice.runtime import Settings
     from sluice.stack.embedded import ensure_postgres, postgres_uri
 
-    settings = Settings.from_env()
+    settings = _test_settings()
     with _home_lock(settings, "postgres"):
         if not (settings.pgdata / "postmaster.pid").exists():
             settings.run_dir.mkdir(parents=True, exist_ok=True)
