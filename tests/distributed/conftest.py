@@ -19,6 +19,7 @@ the stack's own ``SLUICE_MODELS_DIR``; ``dstack.models_dir`` is that folder.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -245,3 +246,28 @@ def dapi(dstack):
 @pytest.fixture
 def dlake(dstack):
     return dstack.lake()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per fault and concurrency record of the session: the figures CI's log keeps (the full records
+    are in ``$SLUICE_FAULTS_LOG``)."""
+    import faults
+
+    if not faults.RECORDED:
+        return
+    tr = terminalreporter
+    tr.section(f"fault and concurrency records (full JSON lines: {faults.faults_log()})")
+    for rec in faults.RECORDED:
+        name = rec.get("fault")
+        if name == "concurrency":
+            tr.write_line(
+                f"{name}: 1 worker {rec['one_worker_s']} s, 2 workers {rec['two_workers_s']} s, speed-up "
+                f"{rec['speedup']}x; tasks per worker {rec['tasks_per_worker_two_workers']}; "
+                f"memory MB (2 workers) {rec['memory_mb_two_workers']}"
+            )
+            continue
+        recovery = "n/a" if rec.get("recovery_s") is None else f"{rec['recovery_s']:.1f} s"
+        tr.write_line(f"{name}: {rec['what']}")
+        tr.write_line(f"    lost: {rec['lost'] or 'nothing'}; recovery {recovery}")
+        tr.write_line(f"    before: {json.dumps(rec['before'], default=str)[:300]}")
+        tr.write_line(f"    after:  {json.dumps(rec['after'], default=str)[:300]}")

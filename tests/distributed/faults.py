@@ -30,6 +30,19 @@ from typing import Any
 # --------------------------------------------------------------------------------------------- records
 
 
+#: every record this session emitted, for the summary at the end of the run (conftest's terminal summary)
+RECORDED: list[dict[str, Any]] = []
+
+
+def record(rec: dict[str, Any]) -> None:
+    """Keep ``rec`` for the session's summary and append it to ``$SLUICE_FAULTS_LOG``."""
+    RECORDED.append(rec)
+    path = faults_log()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(rec, default=str, sort_keys=True) + "\n")
+
+
 def faults_log() -> Path:
     return Path(os.environ.get("SLUICE_FAULTS_LOG", Path(tempfile.gettempdir()) / "sluice-faults.jsonl"))
 
@@ -52,7 +65,6 @@ class FaultRecord:
 
     def emit(self) -> None:
         rec = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **dataclasses.asdict(self)}
-        line = json.dumps(rec, default=str, sort_keys=True)
         print(f"\nFAULT {self.fault}: {self.what}")
         print(f"  before:   {json.dumps(self.before, default=str)[:600]}")
         print(f"  after:    {json.dumps(self.after, default=str)[:600]}")
@@ -61,10 +73,7 @@ class FaultRecord:
         print(f"  recovery: {recovery}")
         for note in self.notes:
             print(f"  note:     {note}")
-        path = faults_log()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as fh:
-            fh.write(line + "\n")
+        record(rec)
 
 
 class Stopwatch:

@@ -76,8 +76,7 @@ def test_a_30_day_backfill_on_two_workers_against_one(dstack, dapi, dlake) -> No
         "failed": failed,
     }
     print(f"\nCONCURRENCY {json.dumps(record)}")
-    with open(faults.faults_log(), "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+    faults.record(record)
     assert not failed, failed
     assert len(runs_one) == len(runs_two) == DAYS
     # the ratio is a figure, not an assertion (a shared machine's load moves it); both workers must have worked

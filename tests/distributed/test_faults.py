@@ -15,6 +15,7 @@ import datetime as dt
 import errno
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -83,33 +84,34 @@ def published_state(lake: Lake, zone: str, name: str, ds: dt.date) -> dict[str, 
 # --------------------------------------------------------------------------------------------- F3: S3
 
 
-def s3_client(url: str, read_timeout: float = 10) -> Any:
+def s3_client(url: str, credentials: tuple[str, str], read_timeout: float = 10) -> Any:
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
         endpoint_url=url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=credentials[0],
+        aws_secret_access_key=credentials[1],
         region_name="us-east-1",
         config=Config(connect_timeout=1, read_timeout=read_timeout, retries={"max_attempts": 2, "mode": "standard"}),
     )
 
 
 @pytest.fixture
-def s3_behind_proxy(s3_endpoint: str):
-    """A bucket on the real S3 endpoint, reached by Sluice's lake through a TCP proxy the test breaks; the test
-    inspects the bucket directly (``direct``), never through the proxy."""
-    direct_client = s3_client(s3_endpoint)
-    bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    direct_client.create_bucket(Bucket=bucket)
-    root = f"s3://{bucket}/lake"
-    with faults.proxy("127.0.0.1", faults.port_of(s3_endpoint)) as p:
+def s3_behind_proxy(dstack):
+    """A lake of its own in the distributed stack's lake bucket, on the stack's S3 endpoint, reached by Sluice's
+    lake through a TCP proxy the test breaks; the test inspects the bucket directly (``direct``), never through
+    the proxy. The endpoint itself is never stopped: moto's server keeps objects in memory, and the stack's
+    lake lives there."""
+    credentials = (dstack.values["MINIO_ROOT_USER"], dstack.values["MINIO_ROOT_PASSWORD"])
+    direct_client = s3_client(dstack.d.s3_url, credentials)
+    root = f"s3://{dstack.values['SLUICE_LAKE_BUCKET']}/fault-{uuid.uuid4().hex[:12]}/lake"
+    with faults.proxy("127.0.0.1", faults.port_of(dstack.d.s3_url)) as p:
         yield SimpleNamespace(
             proxy=p,
-            lake=Lake(S3Storage(root, s3_client(p.url))),
-            slow_lake=lambda timeout: Lake(S3Storage(root, s3_client(p.url, read_timeout=timeout))),
+            lake=Lake(S3Storage(root, s3_client(p.url, credentials))),
+            slow_lake=lambda timeout: Lake(S3Storage(root, s3_client(p.url, credentials, read_timeout=timeout))),
             direct=Lake(S3Storage(root, direct_client)),
         )
 
@@ -372,21 +374,20 @@ def serving(serving_lake, free_port, tmp_path):
         stop_process(settings, pid_file.stem)
 
 
-def test_f6_model_server_killed_during_traffic_503_then_redeploy_restores(
-    serving, serving_lake, register_model, mlflow_server
-):
+def test_f6_model_server_killed_during_traffic_503_then_redeploy_restores(serving, serving_lake, dstack):
     from sluice.deployment import job
     from sluice.registry.artifact import release_of
     from sluice.registry.mlflow_registry import CHALLENGER, Registry
     from sluice.serving.client import LoadLoop, ServerClient
+    from sluice.training.job import register_pipeline
     from sluice.training.model import feature_columns
     from sluice.training.snapshot import build_snapshot
 
     cfg, target = serving
-    registry = Registry(mlflow_server)
+    registry = Registry(dstack.s.mlflow_url)  # the stack's registry: the server loads the artifact from its S3
     frame = build_snapshot(cfg, serving_lake, dt.date(2025, 1, 8), 8).frame
     example = frame[feature_columns(cfg)].head(3)
-    version, _ = register_model(cfg, fit(cfg, frame), example)
+    version, _ = register_pipeline(registry, cfg, fit(cfg, frame), example)
     registry.set_alias(cfg.name, CHALLENGER, version)
     job.run_deployment(cfg, serving_lake, registry, target, who="test")
     live = target.live()
@@ -444,8 +445,9 @@ def test_f6_model_server_killed_during_traffic_503_then_redeploy_restores(
 
 
 @pytest.fixture
-def mlflow_behind_proxy(mlflow_server, monkeypatch):
-    """The session's real MLflow server, reached by Sluice through a TCP proxy the test breaks (``direct``
+def mlflow_behind_proxy(dstack, monkeypatch):
+    """The distributed stack's MLflow (PostgreSQL, artifacts in S3 through its proxy, basic auth as Sluice's
+    service account), reached by Sluice through a TCP proxy the test breaks (``direct``
     is for looking at the registry, never through the proxy). MLflow's client retries 7 times with backoff
     by default; one quick retry keeps a test short, Airflow's task retry is the one that matters."""
     import mlflow
@@ -455,11 +457,12 @@ def mlflow_behind_proxy(mlflow_server, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    direct = Registry(mlflow_server)
-    with faults.proxy("127.0.0.1", faults.port_of(mlflow_server)) as p:
+    url = dstack.s.mlflow_url
+    direct = Registry(url)
+    with faults.proxy("127.0.0.1", faults.port_of(url)) as p:
         proxied = Registry(p.url)  # last: the fluent API (mlflow.start_run, register_model) goes through the proxy
         yield SimpleNamespace(proxy=p, registry=proxied, direct=direct)
-    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_tracking_uri(url)
 
 
 def registry_state(direct: Any, model: str) -> dict[str, Any]:
@@ -546,53 +549,75 @@ def test_f2_mlflow_down_during_promotion_leaves_no_half_registered_version(mlflo
 # --------------------------------------------------------------------------------------------- F4: SMTP
 
 
-def test_f4_smtp_down_the_alert_fails_clearly_and_the_retry_delivers_exactly_one_mail(tmp_path, free_port, monkeypatch):
-    """The real SMTP sink (aiosmtpd) is stopped when the alert goes out and started again on the same port:
-    the send fails with an error naming the connection (the task fails red, never green without its alert);
-    the retry delivers the mail once."""
-    from sluice.airflow.hooks import AlertHook
-    from sluice.alerts.email import Alert
-    from sluice.alerts.mailsink import read_outbox, start
+def test_f4_smtp_down_when_a_gate_fails_the_decision_is_recorded_and_the_retry_mails_once(dstack, dapi, dlake):
+    """The data-quality gate of the features DAG fails (a landing file without a column) while the stack's SMTP
+    sink is stopped: the quarantine (the decision) is recorded, the task fails *retryably* (red, never green
+    without its alert), the sink starts again, and Airflow's retry sends the mail exactly once."""
+    import numpy as np
 
-    port, outbox = free_port(), tmp_path / "outbox"
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_SMTP_DEFAULT",
-        f'{{"conn_type":"smtp","host":"127.0.0.1","port":{port},'
-        '"extra":{"disable_tls":true,"disable_ssl":true,"from_email":"sluice@localhost","timeout":5}}',
-    )
-    alert = Alert("[sluice] loans: candidate NOT promoted, gate FAIL", "auc below the champion", "<p>auc</p>")
-    sink = start(outbox, "127.0.0.1", port)
-    AlertHook().send(Alert("[sluice] before the fault", "x", "<p>x</p>"), ["mlops@example.com"])
-    before = [m["Subject"] for m in read_outbox(outbox)]
-    sink.stop()
+    from sluice.alerts.mailsink import read_outbox
+    from sluice.datagen.corrupt import corrupt
+    from sluice.features.job import quarantine_records
 
-    with pytest.raises(Exception) as down:
-        AlertHook().send(alert, ["mlops@example.com"])
-    during = [m["Subject"] for m in read_outbox(outbox)]
-    assert during == before
-    # the error says which mail was not sent, to which server, and what to do
-    assert f"127.0.0.1:{port}" in str(down.value) and "NOT sent" in str(down.value), str(down.value)
+    cfg = get_model_config("loans")
+    dag, day = cfg.dag_id("features"), dt.date(2025, 3, 23)  # a day no other test of the session runs
+    dapi.wait_for_dags([dag])
+    dapi.set_paused(dag, False)
+    fmt = cfg.dataset.format
+    events = loans.generate_events(day, seed=7, rows_per_day=DIST_ROWS)
+    bad = corrupt("missing_column", events, fmt, np.random.default_rng(3))
+    dlake.put_landing("landing", cfg.dataset.name, day, {f"part-00000.{fmt}": bad})
 
-    sink = start(outbox, "127.0.0.1", port)
+    def mails() -> list[str]:
+        return [str(m["Subject"]) for m in read_outbox(dstack.outbox) if f"ds={day}" in str(m["Subject"])]
+
+    before = {"mails": mails(), "quarantine": len(quarantine_records(dlake, cfg.dataset.name, day))}
+    dstack.stop("mailsink")
     try:
-        sw = faults.Stopwatch()
-        AlertHook().send(alert, ["mlops@example.com"])  # what the task's retry sends
-        faults.wait_for(lambda: len(read_outbox(outbox)) == len(before) + 1, "the mail in the outbox", 30, 0.1)
-        recovery = sw.elapsed
+        run = dapi.call("POST", f"/dags/{dag}/dagRuns", json={"logical_date": f"{day}T00:00:00Z", "conf": {}})
+        rid = run["dag_run_id"]
+
+        def validate() -> dict[str, Any]:
+            return next(ti for ti in dapi.task_instances(dag, rid) if ti["task_id"] == "validate")
+
+        first = faults.wait_for(
+            lambda: (ti := validate())["state"] == "up_for_retry" and ti, "validate failed retryably", 600, 1
+        )
+        during = {
+            "validate": first["state"],
+            "try_number": first["try_number"],
+            "run": dapi.call("GET", f"/dags/{dag}/dagRuns/{rid}")["state"],
+            "quarantine": len(quarantine_records(dlake, cfg.dataset.name, day)),
+            "mails": mails(),
+        }
     finally:
-        sink.stop()
-    after = [m["Subject"] for m in read_outbox(outbox)]
-    lost = [] if after.count(alert.subject) == 1 else [alert.subject]
+        dstack.start("mailsink")
+    back = faults.Stopwatch()
+    faults.wait_for(lambda: len(mails()) > len(before["mails"]), "the alert mailed after the sink is back", 600, 1)
+    recovery = back.elapsed
+    final = dapi.wait_run(dag, rid, timeout=600)
+    after = {
+        "run": final["state"],
+        "validate": validate()["state"],
+        "try_number": validate()["try_number"],
+        "quarantine": len(quarantine_records(dlake, cfg.dataset.name, day)),
+        "mails": mails(),
+    }
+    quarantined = [s for s in after["mails"] if "QUARANTINED" in s]
+    lost = [] if len(quarantined) == 1 else [f"{len(quarantined)} quarantine mails, expected 1: {after['mails']}"]
     faults.FaultRecord(
         "F4",
-        "SMTP sink stopped while a gate alert is sent, then started again on the same port",
-        before={"outbox": before},
+        f"SMTP sink stopped when the data-quality gate of {dag} ds={day} failed; started again during the retry wait",
+        before=before,
         after={"during_outage": during, "after_retry": after},
         lost=lost,
         recovery_s=recovery,
-        notes=[f"error: {type(down.value).__name__}: {down.value}"],
+        notes=["recovery: from the sink's restart to the alert in its outbox (the retry waits its retry_delay)"],
     ).emit()
-    assert not lost
+    assert during["run"] == "running" and during["quarantine"] >= 1 and not during["mails"], during
+    assert final["state"] == "failed" and after["validate"] == "failed" and after["try_number"] >= 2, after
+    assert after["quarantine"] >= 1, after
+    assert not lost, lost
 
 
 # --------------------------------------------------------------------------------------------- on the topology
@@ -754,6 +779,10 @@ def test_f7_scheduler_killed_during_a_10_day_backfill_completes_identical(dstack
 
 
 def test_f8_redis_restarted_mid_run_nothing_queued_is_lost(dstack, dapi, dlake, tmp_path):
+    """Both workers are stopped first, so the backfill's tasks wait *in Redis* (the Celery queue ``default``):
+    Redis is SIGKILLed with those messages in it (no shutdown save: only the append-only file, fsynced every
+    second, survives), restarted, and must hold the same messages; the workers then start and run them."""
+    from sluice.stack.distributed import WORKERS
     from sluice.stack.rest import utcnow_iso
 
     cfg = get_model_config("loans")
@@ -764,38 +793,62 @@ def test_f8_redis_restarted_mid_run_nothing_queued_is_lost(dstack, dapi, dlake, 
     corrupted = land(dlake, cfg, days)
     good = [d for d in days if d.isoformat() not in corrupted]
     expected = expected_features(cfg, good, tmp_path)
-    since = utcnow_iso()
-    dapi.backfill(dag, days[0], days[-1], max_active_runs=4, reprocess="none")
     password, port = dstack.values["REDIS_PASSWORD"], dstack.d.redis_port
 
-    def busy() -> dict[str, Any] | None:
-        tis = [ti for r in runs_in(dapi, dag, days[0], days[-1]) for ti in dapi.task_instances(dag, r["dag_run_id"])]
-        active = sorted(ti["state"] for ti in tis if ti["state"] in ("queued", "running"))
-        return (
-            {"active_tis": active, "queue_len": faults.redis_cli(port, password, "LLEN", "default")} if active else None
-        )
+    def queue_len() -> int:
+        return int(faults.redis_cli(port, password, "LLEN", "default") or 0)
 
-    before = faults.wait_for(busy, "tasks queued or running", 600, 0.5)
-    pid = dstack.kill("redis")  # SIGKILL: no shutdown save; the append-only file (fsync every second) is what survives
-    faults.wait_gone(pid)
-    dstack.start("redis")
-    restarted = faults.Stopwatch()
-    faults.wait_for(lambda: faults.redis_ping(port, password), "Redis answers again", 60)
+    for worker in WORKERS:
+        dstack.stop(worker)
+    try:
+        since = utcnow_iso()
+        dapi.backfill(dag, days[0], days[-1], max_active_runs=4, reprocess="none")
+
+        def queued_in_redis() -> dict[str, Any] | None:
+            queued = sorted(
+                f"{ti['task_id']}@{r['logical_date'][:10]}"
+                for r in runs_in(dapi, dag, days[0], days[-1])
+                for ti in dapi.task_instances(dag, r["dag_run_id"])
+                if ti["state"] == "queued"
+            )
+            n = queue_len()
+            return {"queued_tis": queued, "messages_in_redis": n} if queued and n > 0 else None
+
+        before = faults.wait_for(queued_in_redis, "task messages waiting in Redis's queue", 600, 0.5)
+        faults.wait_for(lambda: queue_len() == before["messages_in_redis"], "the queue settled", 30, 0.5)
+        time.sleep(2.5)  # appendfsync everysec: every message is on disk after at most a second (and a margin)
+        before["messages_in_redis"] = queue_len()
+        pid = dstack.kill("redis")  # SIGKILL: no shutdown save
+        faults.wait_gone(pid)
+        dstack.start("redis")
+        restarted = faults.Stopwatch()
+        faults.wait_for(lambda: faults.redis_ping(port, password), "Redis answers again", 60)
+        survived = queue_len()
+    finally:
+        for worker in WORKERS:
+            if not dstack.pid(worker):
+                dstack.start(worker)
     runs = dapi.wait_window(dag, days[0], days[-1], since, timeout=1500)
     recovery = restarted.elapsed
     after = feature_shas(dlake, cfg, good)
     failed = sorted(r["logical_date"][:10] for r in runs if r["state"] != "success")
-    lost = [f"ds={d}: {after[d]}" for d in expected if after[d] != expected[d]]
+    missing = before["messages_in_redis"] - survived
+    lost = [f"{missing} queued message(s)"] if missing > 0 else []
+    lost += [f"ds={d}: {after[d]}" for d in expected if after[d] != expected[d]]
     lost += [f"ds={d} failed" for d in failed if d not in corrupted]
     faults.FaultRecord(
         "F8",
-        f"Redis (the Celery broker) SIGKILLed and restarted while {dag} backfill tasks were queued/running",
+        f"Redis (the Celery broker) SIGKILLed with {dag} tasks waiting in its queue (workers stopped), restarted",
         before=before,
-        after={"runs": len(runs), "failed": failed, "features": after},
+        after={"messages_in_redis_after_restart": survived, "runs": len(runs), "failed": failed, "features": after},
         lost=lost,
         recovery_s=recovery,
-        notes=["recovery: from Redis's restart to the last run of the window ending"],
+        notes=[
+            "the queue survives on Redis's append-only file (appendonly yes, appendfsync everysec)",
+            "recovery: from Redis's restart to the last run of the window ending (the workers start after it)",
+        ],
     ).emit()
+    assert survived >= before["messages_in_redis"] > 0, (before, survived)
     assert not lost, lost
 
 
