@@ -47,7 +47,9 @@ for cfg in load_model_configs().values():
         schedule=[Asset(f"sluice://features/{cfg.features.feature_set}")],
         catchup=False,
         end_date=None,  # the model config's end_date bounds data intervals; training runs on events
-        max_active_runs=1,
+        # two: runs started together (a person and a drift retrain, two workers) really run together, and on
+        # the same snapshot they meet at promote's barrier (rival wait + the one-slot pool): one alias move
+        max_active_runs=2,
         params=params,
     )
     with DAG(**kwargs) as dag:

@@ -452,7 +452,8 @@ class MonitoringConfig(_Frozen):
     persistence: PersistenceConfig = PersistenceConfig()
     """Drift must show in k of the last n intervals before a retrain starts."""
     cooldown_days: Annotated[int, Field(ge=0, le=365)] = 3
-    """After a retrain, no drift-triggered retrain for this many days."""
+    """No retrain within this many days of another, before or after the interval (intervals are judged out of
+    order: an earlier interval judged after a later one that retrained is held too)."""
     performance: PerformanceConfig = PerformanceConfig()
     """Live performance once the labels arrive."""
     label_wait_days: Annotated[int, Field(ge=0, le=365)] = 1

@@ -117,3 +117,15 @@ def test_quiet_day_shift_retrain_once_then_cooldown(monitoring_dag, lake_root, s
     why = tis["retrain_on_drift"].xcom_pull(task_ids="retrain_on_drift", key="why")
     assert "cooldown" in why, why
     assert len(training_runs()) == before + 1
+
+
+def test_the_retrain_tasks_decide_one_at_a_time(monitoring_dag):
+    """Both retrain tasks take the one slot of the pool the stacks create (include/pools.json): intervals judged
+    at once decide one after another, each seeing the retrain records of the others (the storm test of
+    tests/distributed/test_races.py shows it on Celery workers)."""
+    from sluice.stack.embedded import POOLS
+
+    pools = json.loads(POOLS.read_text())
+    used = {t: monitoring_dag.get_task(t).pool for t in ("retrain_on_drift", "retrain_on_decay")}
+    assert set(used.values()) == {"sluice_retrain"}, used
+    assert pools["sluice_retrain"]["slots"] == 1 and not pools["sluice_retrain"]["include_deferred"], pools

@@ -12,9 +12,12 @@ import datetime as dt
 import re
 import time
 
+import faults  # tests/distributed/faults.py: pytest puts this folder (no __init__.py) on sys.path
+
 from sluice.config import get_model_config
 from sluice.datagen.writer import generate_into_lake
-from sluice.registry.mlflow_registry import CHAMPION, Registry
+from sluice.registry import ledger
+from sluice.registry.mlflow_registry import CHALLENGER, CHAMPION, Registry
 from sluice.stack.distributed import WORKERS
 from sluice.stack.rest import utcnow_iso
 
@@ -23,10 +26,37 @@ DAYS = 5  # features for 5 days; the first model trains on a 3-day window ending
 TRAIN_END = START + dt.timedelta(days=3)
 ROWS = 3000
 WAIT = 600
+PROMOTION_POOL = "sluice_promotion"
 
 
 def _ok(result: dict) -> bool:
     return result["state"] == "success"
+
+
+def _moves(registry: Registry, model: str) -> dict[str, int]:
+    """Alias moves onto a version in the ledger so far, per alias (the registry's own record of every move; the
+    deployment's release of ``challenger`` to nobody and a refusal that leaves it in place are not moves)."""
+    entries = ledger.history(registry, model)
+    return {
+        alias: sum(e.get("alias") == alias and e.get("to") not in (None, e.get("from")) for e in entries)
+        for alias in (CHALLENGER, CHAMPION)
+    }
+
+
+def _ti(api, dag_id: str, run_id: str, task_id: str) -> dict:
+    return next(ti for ti in api.task_instances(dag_id, run_id) if ti["task_id"] == task_id)
+
+
+def _worker_of(dstack, run_id: str, task_id: str) -> list[str]:
+    """The Celery workers whose log shows they executed ``task_id`` of ``run_id`` (each logs the workload: the
+    task instance with its ids); the TI's own hostname is the machine, the same for both workers."""
+    marks = (f"task_id='{task_id}'", f"run_id='{run_id}'")
+    out = []
+    for w in WORKERS:
+        lines = (dstack.log_dir / f"{w}.log").read_text(errors="replace").splitlines()
+        if any("Executing workload in Celery" in line and all(m in line for m in marks) for line in lines):
+            out.append(w)
+    return out
 
 
 def _task_count(log_text: str) -> int:
@@ -62,15 +92,35 @@ def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dl
     keys = dlake.list(f"features/{cfg.features.feature_set}/")
     assert keys and all(not k.split("/")[-1].startswith(".tmp") for k in keys), keys[:20]
 
-    # 2. training -> gate -> promotion; 3. the model Asset starts the deployment
+    # 2. training -> gate -> promotion, twice at once (C2): two runs on the same snapshot (same end_ds), both
+    # running together on the Celery workers, meet in promote (the rival wait + the one-slot pool): both
+    # succeed, exactly one challenger move; 3. its model Asset event starts one deployment, one champion move
+    registry = Registry(dstack.s.mlflow_url)
+    pool = dapi.call("GET", f"/pools/{PROMOTION_POOL}")
+    assert pool["slots"] == 1, pool  # airflow-init's `pools import include/pools.json` made it on this stack
+    moves_before = _moves(registry, cfg.name)
     known = {r["dag_run_id"] for r in dapi.runs(dag("deployment"))}
     t = time.monotonic()
     dapi.set_paused(dag("training"), False)  # a paused DAG's runs, triggered ones too, are not scheduled
-    run = dapi.trigger(dag("training"), conf={"end_ds": TRAIN_END.isoformat(), "note": "distributed loop"})
-    training = dapi.result(dag("training"), dapi.wait_run(dag("training"), run["dag_run_id"], timeout=WAIT))
+    conf = {"end_ds": TRAIN_END.isoformat(), "note": "distributed loop: two trainings at once"}
+    twins = [dapi.trigger(dag("training"), conf=conf)["dag_run_id"] for _ in range(2)]
+    trainings = [
+        dapi.result(dag("training"), dapi.wait_run(dag("training"), rid, timeout=2 * WAIT)) for rid in twins
+    ]
     timings["training"] = time.monotonic() - t
-    assert _ok(training), training
-    assert training["tasks"]["gate"] == "success" and training["tasks"]["promote"] == "success", training["tasks"]
+    assert all(_ok(r) for r in trainings), [r["tasks"] for r in trainings]
+    assert all(r["tasks"]["gate"] == "success" for r in trainings), [r["tasks"] for r in trainings]
+    # the runs overlapped: the second started before the first ended (max_active_runs=2)
+    first, second = sorted(trainings, key=lambda r: r["start_date"])
+    assert second["start_date"] < first["end_date"], (first["start_date"], first["end_date"], second["start_date"])
+    promoted = [r for r in trainings if r["tasks"]["promote"] == "success"]
+    superseded = [r for r in trainings if r["tasks"]["promote"] == "skipped"]
+    assert len(promoted) == 1 and len(superseded) == 1, [r["tasks"] for r in trainings]
+    promotes = {rid: _ti(dapi, dag("training"), rid, "promote") for rid in twins}
+    workers = {rid: {t: _worker_of(dstack, rid, t) for t in ("train", "promote")} for rid in twins}
+    # the pool, not promotion_lock's flock (workers need not share a disk), kept the two promote tasks apart
+    (a, b) = sorted(promotes.values(), key=lambda ti: ti["start_date"])
+    assert a["end_date"] <= b["start_date"], (a["start_date"], a["end_date"], b["start_date"], b["end_date"])
     t = time.monotonic()
     deadline = time.monotonic() + 180
     new: list[dict] = []
@@ -81,7 +131,25 @@ def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dl
     deployment = dapi.result(dag("deployment"), dapi.wait_run(dag("deployment"), new[0]["dag_run_id"], timeout=WAIT))
     timings["deployment"] = time.monotonic() - t
     assert _ok(deployment), deployment
-    registry = Registry(dstack.s.mlflow_url)
+    deployments = [r["dag_run_id"] for r in dapi.runs(dag("deployment")) if r["dag_run_id"] not in known]
+    moves = _moves(registry, cfg.name)
+    moved = {alias: moves[alias] - moves_before[alias] for alias in moves}
+    faults.FaultRecord(
+        fault="C2",
+        what="two training runs of loans on the same snapshot, triggered at once on the Celery workers",
+        before={"alias_moves": moves_before},
+        after={
+            "runs": {r["run_id"]: r["state"] for r in trainings},
+            "promote": {rid: ti["state"] for rid, ti in promotes.items()},
+            "workers": workers,
+            "alias_moves": moved,
+            "deployment_runs": deployments,
+            "seconds": round(timings["training"] + timings["deployment"], 1),
+        },
+        notes=[f"superseded: {dapi.xcom(dag('training'), superseded[0]['run_id'], 'promote')}"],
+    ).emit()
+    assert moved == {CHALLENGER: 1, CHAMPION: 1}, moved
+    assert len(deployments) == 1, deployments
     champion = registry.by_alias(cfg.name, CHAMPION)
     assert champion is not None, "no champion after the deployment"
     # the model's artifacts are in the MLflow bucket of the S3 endpoint (served by MLflow's proxy)

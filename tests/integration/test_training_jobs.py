@@ -59,20 +59,17 @@ def judged(cfg, lake, registry, run_id: str):
     return trained, evaluation, decision.to_dict()
 
 
+def weaker_than(cfg):
+    """The same model (name, data) with a smaller estimator: a candidate that scores lower."""
+    params = {"max_iter": 8, "max_depth": 2, "random_state": 1}
+    estimator = cfg.training.estimator.model_copy(update={"params": params})
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"estimator": estimator})})
+
+
 def test_two_runs_finishing_together_promote_exactly_one_the_better(lake, mlflow_server) -> None:
     registry = Registry(mlflow_server)
     better = fresh_config()
-    weaker = better.model_copy(
-        update={
-            "training": better.training.model_copy(
-                update={
-                    "estimator": better.training.estimator.model_copy(
-                        update={"params": {"max_iter": 8, "max_depth": 2, "random_state": 1}}
-                    )
-                }
-            )
-        }
-    )
+    weaker = weaker_than(better)
     results: dict[str, dict] = {}
     judged_runs = {"better": judged(better, lake, registry, "b"), "weaker": judged(weaker, lake, registry, "w")}
     assert all(d["decision"] == "PASS" for _, _, d in judged_runs.values())
@@ -151,3 +148,23 @@ def test_an_inconclusive_gate_promotes_only_with_a_named_approval_and_both_answe
     ], entries
     assert entries[0]["from"] == entries[0]["to"] and entries[0]["why"].endswith("rejected by airflow:ops: <not now>")
     assert entries[1]["to"] == out["version"] and entries[1]["run_id"] == "r2"
+
+
+def test_one_promote_at_a_time_still_lets_the_better_win(lake, mlflow_server) -> None:
+    """On Airflow the one-slot pool admits one promote at a time: here the weaker run promotes while the better
+    one, judged (PASS), still waits for the slot and has no score tag yet. The weaker reads the better's test
+    metric and stands aside; the better then promotes: one version, one challenger move."""
+    from sluice.registry import ledger
+
+    registry = Registry(mlflow_server)
+    better = fresh_config()
+    weaker = weaker_than(better)
+    runs = {"better": judged(better, lake, registry, "b"), "weaker": judged(weaker, lake, registry, "w")}
+    first = job.promote(weaker, registry, *runs["weaker"], run_type="manual")
+    assert not first["promoted"] and "on the same snapshot scores" in first["why"], first
+    second = job.promote(better, registry, *runs["better"], run_type="manual")
+    assert second["promoted"], second
+    assert len(registry.versions(better.name)) == 1, "exactly one version registered"
+    moves = [e for e in ledger.history(registry, better.name) if e.get("alias") == CHALLENGER]
+    assert [e.get("candidate_run") for e in moves] == [runs["better"][0]["run_id"]], moves
+

@@ -434,7 +434,9 @@ def required_action_url(context: Context) -> str:
 
 
 class PromoteModelOperator(_TrainingOperator):
-    """Register the version and set ``challenger`` (serialized: pool of one slot + a lock); emit the model Asset."""
+    """Register the version and set ``challenger`` (serialized: pool of one slot + a lock); emit the model Asset.
+    A run not promoted (superseded by a rival on the same snapshot, or a backfill) is skipped with the reason:
+    no Asset event, so no deployment."""
 
     def __init__(
         self, *, train_task: str, evaluate_task: str, gate_task: str, approve_task: str, **kwargs: Any
@@ -461,7 +463,13 @@ class PromoteModelOperator(_TrainingOperator):
             run_id=context["run_id"],
         )
         self.log.info("promotion: %s", out)
-        if out.get("promoted"):
-            for asset in self.outlets:
-                context["outlet_events"][asset].extra = {"model": cfg.name, **out}
+        if not out.get("promoted"):
+            # a successful task emits its outlets' Asset events whatever it did: a run that was superseded (a
+            # rival on the same snapshot won) or a backfill skips, so only the alias move starts a deployment
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            context["ti"].xcom_push(key="return_value", value=out)
+            raise AirflowSkipException(f"not promoted: {out.get('why')}")
+        for asset in self.outlets:
+            context["outlet_events"][asset].extra = {"model": cfg.name, **out}
         return out

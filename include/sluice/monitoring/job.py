@@ -148,7 +148,8 @@ def drift_summary(result: DriftResult, report_json: str, report_html: str) -> di
 
 
 def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mapping[str, Any]) -> dict[str, Any]:
-    """Persistence (k of the last n intervals judged against the same version), the cooldown, once per interval:
+    """Persistence (k of the last n intervals judged against the same version), the cooldown around the retrains
+    on either side of the interval, once per interval:
     :func:`sluice.monitoring.policy.retrain_on` over the drift reports in the lake. ``drift`` is the interval's
     :func:`drift_summary`."""
     from sluice.monitoring.policy import retrain_on
@@ -166,6 +167,7 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
         version=drift["model_version"],
         today=day,
         last_retrain=record.last_retrain(lake, cfg.name, day),
+        next_retrain=record.next_retrain(lake, cfg.name, day),
         prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()
@@ -196,6 +198,7 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
         version=perf.get("model_version"),
         today=day,
         last_retrain=record.last_retrain(lake, cfg.name, day),
+        next_retrain=record.next_retrain(lake, cfg.name, day),
         prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()

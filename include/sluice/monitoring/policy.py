@@ -2,7 +2,9 @@
 
 One noisy interval is not a trend. :func:`decide` turns the drift verdicts of the intervals judged against
 the serving version into a decision: drift in ``persistence.k`` of the last ``persistence.n`` intervals,
-never within ``cooldown_days`` of the last retrain. :func:`decide_on_decay` does the same for live
+never within ``cooldown_days`` of another retrain, before or after the interval (intervals are judged out of
+order by backfills and concurrent runs: an earlier interval processed after a later one that retrained must
+not start a second retraining). :func:`decide_on_decay` does the same for live
 performance (``performance.persistence``); a pooled alarm (``performance.sequential``, a CUSUM over the
 labelled intervals of :func:`sequential_run`) is persistent by construction and starts a retrain without
 ``k`` of ``n``, under the same cooldown. :func:`retrain_on` takes the
@@ -49,6 +51,7 @@ def decide(
     last_retrain: dt.date | str | None = None,
     today: dt.date | str | None = None,
     signal: tuple[str, str] = ("drift", "drifted"),
+    next_retrain: dt.date | str | None = None,
 ) -> dict[str, Any]:
     """Whether drift calls for retraining now, from the interval results so far (oldest first).
 
@@ -58,8 +61,11 @@ def decide(
     Each entry is a ``result()`` (or just its ``drift`` bool), optionally with ``"ds"``: its interval's date.
     Drift counts when at least ``persistence.k`` of the last ``persistence.n`` intervals drifted; intervals
     dated on or before ``last_retrain`` were judged against the previous model's profile and do not count.
-    Within ``cooldown_days`` after ``last_retrain`` (``today - last_retrain < cooldown_days``) the answer is
-    no whatever the data say. ``today`` defaults to the newest entry's ``ds``.
+    Within ``cooldown_days`` after ``last_retrain`` (``today - last_retrain < cooldown_days``) or before
+    ``next_retrain`` (the first later interval that started a retraining, when intervals are judged out of
+    order: ``next_retrain - today < cooldown_days``) the answer is no whatever the data say: two retrains are
+    always at least ``cooldown_days`` apart, whatever order their intervals were judged in. ``today`` defaults
+    to the newest entry's ``ds``.
     """
     st = settings or MonitoringConfig()
     k, n = st.persistence.k, st.persistence.n
@@ -68,6 +74,7 @@ def decide(
         if not isinstance(e, Mapping) or "drift" not in e:
             raise ValueError(f"history[{i}]: expected a drift result (a mapping with 'drift') or a bool")
     retrain = _as_date(last_retrain, "last_retrain") if last_retrain is not None else None
+    later = _as_date(next_retrain, "next_retrain") if next_retrain is not None else None
     newest = entries[-1].get("ds") if entries else None
     when = today if today is not None else newest
     day = _as_date(when, "today") if when is not None else None
@@ -82,12 +89,18 @@ def decide(
         "cooldown_days": st.cooldown_days,
         "last_retrain": retrain.isoformat() if retrain else None,
         "days_since_retrain": None,
+        "next_retrain": later.isoformat() if later else None,
+        "days_to_next_retrain": None,
     }
-    if retrain is not None:
-        if day is None:
-            raise ValueError("last_retrain is given but the day is unknown: pass today= or put 'ds' in the history")
+    if (retrain is not None or later is not None) and day is None:
+        raise ValueError("a retrain date is given but the day is unknown: pass today= or put 'ds' in the history")
+    if retrain is not None and day is not None:
         since = (day - retrain).days
         cooldown.update(days_since_retrain=since, active=0 <= since < st.cooldown_days)
+    if later is not None and day is not None:
+        until = (later - day).days
+        cooldown["days_to_next_retrain"] = until
+        cooldown["active"] = cooldown["active"] or 0 < until < st.cooldown_days
     drift = persisted and not cooldown["active"]
     noun, verb = signal
     if not entries:
@@ -95,10 +108,7 @@ def decide(
     elif drift:
         reason = f"{noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
     elif persisted:
-        reason = (
-            f"no retrain: {drifted} of the last {len(window)} intervals {verb}, but the last retrain was "
-            f"{cooldown['days_since_retrain']} day(s) ago, within the {st.cooldown_days}-day cooldown"
-        )
+        reason = f"no retrain: {drifted} of the last {len(window)} intervals {verb}, but {_cooling(cooldown)}"
     else:
         reason = f"no {noun}: {drifted} of the last {len(window)} intervals {verb} (needs {k} of {n})"
     return {
@@ -115,12 +125,24 @@ def decide(
     }
 
 
+def _cooling(cooldown: Mapping[str, Any]) -> str:
+    """Why the cooldown holds: the retrain it is near, before or after the interval."""
+    since, until, days = cooldown["days_since_retrain"], cooldown["days_to_next_retrain"], cooldown["cooldown_days"]
+    if since is not None and 0 <= since < days:
+        return f"the last retrain was {since} day(s) ago, within the {days}-day cooldown"
+    return (
+        f"interval {cooldown['next_retrain']}, {until} day(s) later, already started a retrain, "
+        f"within the {days}-day cooldown"
+    )
+
+
 def decide_on_decay(
     history: Sequence[Mapping[str, Any]],
     settings: MonitoringConfig | None = None,
     *,
     last_retrain: Any = None,
     today: Any = None,
+    next_retrain: Any = None,
 ) -> dict[str, Any]:
     """Whether live-performance decay calls for retraining now.
 
@@ -128,9 +150,10 @@ def decide_on_decay(
     "decay"}`` (a :func:`performance_check` result with its ``ds``; ``status`` and ``reason`` are used when
     present: intervals not judged are left out, the newest decay's reason is quoted). One noisy day is not a
     trend: decay must show in ``performance.persistence.k`` of the last ``n`` intervals, and never within
-    ``cooldown_days`` of the last retrain. k of n counts the per-interval verdicts (``interval_decay``, else
-    ``decay``). When the newest interval carries a pooled alarm (``sequential.alarm``: the CUSUM over the
-    intervals since the last retrain already is the persistence), it retrains unless the cooldown is active.
+    ``cooldown_days`` of another retrain (``last_retrain`` before, ``next_retrain`` after, as :func:`decide`).
+    k of n counts the per-interval verdicts (``interval_decay``, else ``decay``). When the newest interval
+    carries a pooled alarm (``sequential.alarm``: the CUSUM over the intervals since the last retrain already
+    is the persistence), it retrains unless the cooldown is active.
     Returns ``{"retrain", "reason", "decayed_intervals", "intervals", "k", "n", "cooldown", "pooled"}``.
     """
     st = settings or MonitoringConfig()
@@ -142,17 +165,16 @@ def decide_on_decay(
             single = e.get("interval_decay")
             entries.append({"ds": e.get("ds"), "drift": bool(e["decay"] if single is None else single)})
     rule = st.model_copy(update={"persistence": st.performance.persistence})
-    d = decide(entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"))
+    d = decide(
+        entries, rule, last_retrain=last_retrain, today=today, signal=("decay", "decayed"), next_retrain=next_retrain
+    )
     latest = history[-1] if history else {}
     pooled = bool(latest.get("status", "ok") == "decay" and (latest.get("sequential") or {}).get("alarm"))
     retrain, reason = bool(d["drift"]), str(d["reason"])
     if pooled and not retrain:
         cool = d["cooldown"]
         if cool["active"]:
-            reason = (
-                f"no retrain: a pooled decline over the labelled intervals, but the last retrain was "
-                f"{cool['days_since_retrain']} day(s) ago, within the {cool['cooldown_days']}-day cooldown"
-            )
+            reason = f"no retrain: a pooled decline over the labelled intervals, but {_cooling(cool)}"
         else:
             retrain, reason = True, "decay: a pooled decline over the labelled intervals since the last retrain"
     if latest.get("decay") and latest.get("reason"):
@@ -240,21 +262,24 @@ def retrain_on(
     today: dt.date,
     last_retrain: dt.date | None,
     prior: Mapping[str, Any] | None,
+    next_retrain: dt.date | None = None,
 ) -> RetrainDecision:
     """Whether the ``signal`` (``"drift"`` or ``"decay"``) of interval ``today`` starts a retraining.
 
     ``history``: the interval results up to ``today``, oldest first, each with ``ds`` and ``model_version``
     (drift: ``drift``; decay: a performance result). Only the intervals judged against ``version`` count;
-    drift goes through :func:`decide`, decay through :func:`decide_on_decay`; both under the cooldown after
-    ``last_retrain`` and at most once per interval (``prior``: the interval's retrain record, or None).
+    drift goes through :func:`decide`, decay through :func:`decide_on_decay`; both under the cooldown around
+    the retrains nearest ``today`` (``last_retrain`` before it, ``next_retrain`` after it: the first later
+    interval that started one, or None) and at most once per interval (``prior``: the interval's retrain
+    record, or None).
     """
     same = judged_against(history, version)
     if signal == "drift":
         entries = [{"ds": h["ds"], "drift": h["drift"]} for h in same]
-        rule = decide(entries, settings, last_retrain=last_retrain, today=today)
+        rule = decide(entries, settings, last_retrain=last_retrain, today=today, next_retrain=next_retrain)
         verdict = bool(rule["drift"])
     elif signal == "decay":
-        rule = decide_on_decay(same, settings, last_retrain=last_retrain, today=today)
+        rule = decide_on_decay(same, settings, last_retrain=last_retrain, today=today, next_retrain=next_retrain)
         verdict = bool(rule["retrain"])
     else:
         raise ValueError(f"unknown signal {signal!r}; expected 'drift' or 'decay'")

@@ -40,6 +40,7 @@ __all__ = [
     "RetrainRecord",
     "drift_history",
     "last_retrain",
+    "next_retrain",
     "performance_history",
     "read_drift",
     "read_performance",
@@ -93,15 +94,20 @@ def _read_json(lake: Lake, model: str, kind: str, ds: dt.date | str) -> dict[str
     return json.loads(lake.read(key)) if lake.storage.exists(key) else None
 
 
-def _reports(lake: Lake, model: str, kind: str, before: dt.date) -> Iterator[tuple[dt.date, dict[str, Any]]]:
-    """The JSON reports of ``kind`` of the intervals before ``before``, oldest first, with the day of their
-    folder."""
+def _days(lake: Lake, model: str, kind: str) -> Iterator[tuple[dt.date, str]]:
+    """The intervals with a JSON report of ``kind``, oldest first, with its key (listed, not read)."""
     name = REPORT_FILE[kind]
     for key in sorted(lake.list(f"reports/{model}/{kind}")):
         if key.endswith(f"/{name}"):
-            day = dt.date.fromisoformat(key.split("/ds=")[1].split("/")[0])
-            if day < before:
-                yield day, json.loads(lake.read(key))
+            yield dt.date.fromisoformat(key.split("/ds=")[1].split("/")[0]), key
+
+
+def _reports(lake: Lake, model: str, kind: str, before: dt.date) -> Iterator[tuple[dt.date, dict[str, Any]]]:
+    """The JSON reports of ``kind`` of the intervals before ``before``, oldest first, with the day of their
+    folder."""
+    for day, key in _days(lake, model, kind):
+        if day < before:
+            yield day, json.loads(lake.read(key))
 
 
 # --------------------------------------------------------------------------------------------- drift
@@ -175,5 +181,12 @@ def read_retrain(lake: Lake, model: str, ds: dt.date | str) -> RetrainRecord | N
 
 def last_retrain(lake: Lake, model: str, before: dt.date) -> dt.date | None:
     """The newest interval before ``before`` that started a retraining."""
-    days = [d for d, _ in _reports(lake, model, RETRAIN, before)]
+    days = [d for d, _ in _days(lake, model, RETRAIN) if d < before]
     return days[-1] if days else None
+
+
+def next_retrain(lake: Lake, model: str, after: dt.date) -> dt.date | None:
+    """The oldest interval after ``after`` that started a retraining: intervals are judged out of order
+    (backfills, concurrent runs), and a later interval's retrain holds an earlier one's cooldown too."""
+    days = [d for d, _ in _days(lake, model, RETRAIN) if d > after]
+    return days[0] if days else None

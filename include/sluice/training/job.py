@@ -319,11 +319,27 @@ def approval_why(record: Mapping[str, Any], rid: str) -> str:
 # --------------------------------------------------------------------------------------------- promote
 
 
-def _primary(cfg: ModelConfig, evaluation: Mapping[str, Any]) -> float:
+def _oriented(cfg: ModelConfig, value: Any) -> float:
+    """The primary metric, higher is better, rounded as the ``eval.primary_oriented`` tag holds it (so a score
+    read from a tag and one read from a metric compare equal when they are)."""
     from sluice.evaluation.metrics import higher_is_better
 
-    value = float((evaluation.get("candidate") or {}).get(cfg.gate.primary_metric, float("nan")))
-    return value if higher_is_better(cfg.gate.primary_metric) else -value
+    v = float("nan") if value is None else float(value)
+    return round(v if higher_is_better(cfg.gate.primary_metric) else -v, 6)
+
+
+def _primary(cfg: ModelConfig, evaluation: Mapping[str, Any]) -> float:
+    return _oriented(cfg, (evaluation.get("candidate") or {}).get(cfg.gate.primary_metric))
+
+
+def _score_of(cfg: ModelConfig, rival: Any) -> float:
+    """A rival run's oriented primary metric: its promote's tag, else the test metric its evaluation logged. A
+    rival that passed its gate but waits for the promotion pool has no tag yet; without this it scored NaN and
+    both runs promoted, one after the other (seen on the Celery workers: two challenger moves)."""
+    tag = rival.data.tags.get("eval.primary_oriented")
+    if tag is not None:
+        return float(tag)
+    return _oriented(cfg, rival.data.metrics.get(f"test.{cfg.gate.primary_metric}"))
 
 
 PROMOTION_WAIT_SECONDS = float(os.environ.get("SLUICE_PROMOTION_WAIT_SECONDS", "600"))
@@ -391,7 +407,7 @@ def promote(
                 "candidate was evaluated; rerun the training to compare against the current champion"
             )
         for rival in _rivals(cfg, registry, rid, sha, ("passed",)):
-            theirs = float(rival.data.tags.get("eval.primary_oriented", "nan"))
+            theirs = _score_of(cfg, rival)
             if np.isfinite(theirs) and (theirs > mine or (theirs == mine and rival.info.run_id < rid)):
                 return supersede(f"run {rival.info.run_id[:8]} on the same snapshot scores {theirs:.4f} >= {mine:.4f}")
         current = registry.by_alias(cfg.name, CHALLENGER)

@@ -61,6 +61,71 @@ def test_cooldown_after_a_retrain_and_older_intervals_do_not_count() -> None:
         decide([{"nope": 1}])
 
 
+# Intervals are judged out of order (backfills, several workers): a retrain on either side of the interval,
+# within cooldown_days, holds it. (days of the previous retrain, of the next one; whether it is held; why)
+COOLDOWN_CASES = [
+    pytest.param(None, None, False, "", id="no-retrain-yet"),
+    pytest.param(-2, None, True, "the last retrain was 2 day(s) ago", id="last-within"),
+    pytest.param(-3, None, False, "", id="last-just-out"),
+    pytest.param(None, 2, True, "2025-03-05, 2 day(s) later, already started a retrain", id="next-within"),
+    pytest.param(None, 1, True, "1 day(s) later", id="next-the-day-after"),
+    pytest.param(None, 3, False, "", id="next-just-out"),
+    pytest.param(-5, 1, True, "1 day(s) later", id="next-holds-when-last-is-old"),
+    pytest.param(-1, 9, True, "the last retrain was 1 day(s) ago", id="both-sides-last-quoted"),
+]
+
+
+@pytest.mark.parametrize(("last", "nxt", "held", "why"), COOLDOWN_CASES)
+def test_the_cooldown_holds_on_either_side_of_a_retrain(last, nxt, held, why) -> None:
+    st = MonitoringConfig(persistence={"k": 1, "n": 1}, cooldown_days=3)
+    today = dt.date(2025, 3, 3)
+
+    def on(n: int | None) -> dt.date | None:
+        return None if n is None else today + dt.timedelta(days=n)
+
+    d = decide([{"drift": True, "ds": today.isoformat()}], st, last_retrain=on(last), next_retrain=on(nxt))
+    assert d["cooldown"]["active"] is held and d["drift"] is not held, d
+    assert (why in d["reason"] and "within the 3-day cooldown" in d["reason"]) if held else d["reason"].startswith(
+        "drift: 1 of the last 1"
+    ), d["reason"]
+    assert d["cooldown"]["next_retrain"] == (on(nxt).isoformat() if nxt is not None else None)
+
+
+def test_a_storm_judged_in_any_order_retrains_once_when_the_cooldown_spans_it() -> None:
+    """Ten drifted intervals judged in a scrambled order, each seeing the retrains the earlier-judged ones
+    started: one retrain, whatever the order, when cooldown_days >= the storm's length."""
+    st = MonitoringConfig(persistence={"k": 1, "n": 1}, cooldown_days=10)
+    days = [dt.date(2025, 4, 1) + dt.timedelta(days=i) for i in range(10)]
+    for order in ([7, 2, 9, 0, 5, 1, 8, 3, 6, 4], list(range(10)), list(range(9, -1, -1))):
+        started: list[dt.date] = []
+        for i in order:
+            today = days[i]
+            before = [r for r in started if r < today]
+            after = [r for r in started if r > today]
+            d = retrain_on(
+                "drift",
+                [{"ds": today.isoformat(), "drift": True, "model_version": "1"}],
+                st,
+                version="1",
+                today=today,
+                last_retrain=max(before) if before else None,
+                next_retrain=min(after) if after else None,
+                prior=None,
+            )
+            if d.retrain:
+                started.append(today)
+        assert started == [days[order[0]]], (order, started)
+
+
+def test_decay_cooldown_holds_before_a_later_retrain_too() -> None:
+    st = MonitoringConfig(cooldown_days=3, performance=PerformanceConfig(persistence=PersistenceConfig(k=1, n=1)))
+    history = [{"ds": "2025-03-03", "decay": True, "status": "decay"}]
+    assert decide_on_decay(history, st)["retrain"]
+    held = decide_on_decay(history, st, next_retrain="2025-03-05")
+    assert not held["retrain"] and "2 day(s) later, already started a retrain" in held["reason"]
+    assert decide_on_decay(history, st, next_retrain="2025-03-06")["retrain"]
+
+
 # ---- decay
 
 

@@ -153,3 +153,24 @@ def test_decisions_over_recorded_history_count_the_serving_versions_intervals(tm
     # the intervals up to the retraining were judged before it: the count starts again after it
     assert not held["retrain"] and held["last_retrain"] == day(3)
     assert held["reason"].startswith("no decay: 1 of the last 1 intervals decayed (needs 2 of 3)")
+
+
+def test_a_later_intervals_retrain_holds_an_earlier_interval_judged_after_it(tmp_path) -> None:
+    """A backfill judges intervals out of order: the retrain record of a later interval is found by
+    next_retrain and holds the earlier one within cooldown_days; one beyond it does not."""
+    monitoring = {"persistence.k": 1, "persistence.n": 1, "cooldown_days": 3}
+    cfg = with_monitoring(get_model_config("loans"), monitoring).model_copy(update={"name": "m"})
+    lake = open_lake(str(tmp_path))
+    job.record_retrain(cfg, lake, day(5), source="drift", reason="why", report="r", run_id="t5")
+    assert record.next_retrain(lake, "m", D + dt.timedelta(days=2)) == D + dt.timedelta(days=5)
+    assert record.next_retrain(lake, "m", D + dt.timedelta(days=5)) is None
+    assert record.last_retrain(lake, "m", D + dt.timedelta(days=5)) is None
+
+    def drifted(i: int) -> dict:
+        return {"ds": day(i), "drift": True, "model_version": "1", "reason": "shift", "report_json": "x"}
+
+    held = job.decide_retrain(cfg, lake, day(3), drifted(3))
+    assert not held["retrain"] and held["cooldown"]["next_retrain"] == day(5), held
+    assert f"interval {day(5)}, 2 day(s) later, already started a retrain" in held["reason"]
+    assert job.decide_retrain(cfg, lake, day(2), drifted(2))["retrain"]  # 3 days before: outside the cooldown
+    assert not job.decide_retrain(cfg, lake, day(7), drifted(7))["retrain"]  # 2 days after
