@@ -10,15 +10,14 @@ Screenshots of every step land in ``$SLUICE_ARTIFACTS`` (default ``.sluice/artif
 from __future__ import annotations
 
 import re
-import time
 from urllib.parse import quote
 
 import pytest
 from uidata import (
-    ANSWER_SETTLE_S,
     WAITING,
     judged,
     model_config,
+    paused_attempt_settled,
     polls,
     retrain_on_champion_window,
     wait_deployments,
@@ -148,13 +147,14 @@ def _make_inconclusive_candidate(stack) -> str:
     the margin (``model_config`` in uidata.py).
     """
     _, api = stack
-    return wait_for_approval(api, retrain_on_champion_window(api))
+    return wait_for_approval(stack, retrain_on_champion_window(api))
 
 
-def wait_for_approval(api, run_id: str) -> str:
+def wait_for_approval(stack, run_id: str) -> str:
+    settings, api = stack
     states = wait_tasks(api, "loans_training", run_id, judged, timeout=900)
     assert states.get("approve") in WAITING, f"{run_id}: no approval is waiting: {states}"
-    time.sleep(ANSWER_SETTLE_S)  # answer as a person would, not within the scheduler's race window
+    paused_attempt_settled(settings, run_id)  # not within the scheduler's race window (uidata.py)
     return run_id
 
 
@@ -211,7 +211,7 @@ def test_inconclusive_candidates_are_approved_and_rejected_in_the_browser(browse
     registry = Registry(settings.mlflow_url)
     champion = _champion(stack)  # candidates are judged against a champion that no longer moves
     api.call("PATCH", "/dags/loans_deployment", json={"is_paused": True})  # promotion here ends at challenger
-    approved = wait_for_approval(api, populated["training"])  # the data setup's retrain is the first one
+    approved = wait_for_approval(stack, populated["training"])  # the data setup's retrain is the first one
     (ask,) = _mails(stack, "APPROVAL NEEDED")
     assert ask["Date"] and ask["Message-ID"]
     assert "/dags/loans_training/runs/" in ask.get_body(("plain",)).get_content()

@@ -20,12 +20,6 @@ SCORED = START + dt.timedelta(days=PUBLISHED_DAYS - 1)  # scored by v1 and check
 ROWS = 1500
 FINAL = {"success", "failed", "skipped", "upstream_failed"}
 WAITING = {"awaiting_input", "deferred"}  # a HITL task waiting for its answer (3.3: awaiting_input)
-#: Seconds a test waits after the approval request appears before it answers, as a person would. Answered
-#: within about 5 s, Airflow 3.3's scheduler can process the LocalExecutor's "success" event of the attempt
-#: that paused for input only after the answer has requeued the task; it then marks the resumed task
-#: UP_FOR_RETRY ("finished with state success, but the task instance's state attribute is queued"), and the
-#: retry asks again. Seen once in CI (the browser tier's Reject); docs/testing.md.
-ANSWER_SETTLE_S = 15
 
 
 def model_config() -> dict:
@@ -147,6 +141,24 @@ def _populate(stack) -> dict:
     wait_tasks(api, "loans_training", training, judged, timeout=900)
     quarantined = next(r["dag_run_id"] for r in features if r["logical_date"].startswith(CORRUPTED.isoformat()))
     return {"features": quarantined, "training": training, "deployment": deployment, "monitoring": monitoring}
+
+
+def paused_attempt_settled(settings, run_id: str, task_id: str = "approve", timeout: float = 120) -> None:
+    """Returns once the scheduler has processed the executor's event of the attempt that paused for input.
+
+    Answered before that, Airflow 3.3's scheduler can process the LocalExecutor's "success" event of the paused
+    attempt only after the answer has requeued the task; it then marks the resumed task UP_FOR_RETRY ("finished
+    with state success, but the task instance's state attribute is queued"), and the retry asks again (seen once
+    in CI, the browser tier's Reject; docs/testing.md). The scheduler logs the event it took, with the state it
+    left: that line is the signal a person's answer can no longer race.
+    """
+    log = settings.log_dir / "airflow-scheduler.log"
+    line = f"TaskInstance Finished: dag_id=loans_training, task_id={task_id}, run_id={run_id},"
+    for _ in polls(timeout, every=1):
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if any(line in row and "state=awaiting_input" in row for row in text.splitlines()):
+            return
+    raise AssertionError(f"{log}: the scheduler never logged the paused attempt of {task_id} in {run_id}")
 
 
 def retrain_on_champion_window(api) -> str:
