@@ -2,7 +2,8 @@
 
 Every one of ten consecutive intervals drifts (the datagen scenario mechanism: a covariate and a concept shift
 from the storm's first day). Features, batch inference and monitoring are backfilled four runs at once over the
-two Celery workers, so intervals are judged concurrently and out of order. What keeps the storm to one
+two Celery workers, so intervals are judged concurrently and out of order; monitoring judges the storm's later
+half before its earlier half, the case the cooldown used to miss. What keeps the storm to one
 retraining is the product, not the order: the ``retrain_on_*`` tasks share the one-slot ``sluice_retrain`` pool
 (each decides after the others wrote their records) and the cooldown counts retrains on either side of the
 interval (an earlier interval judged after a later one that retrained is held too). C2, two trainings at once,
@@ -73,15 +74,24 @@ def test_a_drift_storm_over_ten_intervals_starts_at_most_one_retraining(dstack, 
     generate_into_lake(cfg, dlake, STORM, STORM_DAYS + 1, scenario_path=scenario, rows_per_day=ROWS)
 
     last = STORM + dt.timedelta(days=STORM_DAYS - 1)
+    later = STORM + dt.timedelta(days=STORM_DAYS // 2)
+    # monitoring judges the later half first: its retrain must hold the earlier half, judged after it
+    steps = [
+        ("features", STORM, last),
+        ("batch_inference", STORM, last),
+        ("monitoring", later, last),
+        ("monitoring", STORM, later - dt.timedelta(days=1)),
+    ]
     timings: dict[str, float] = {}
     results: dict[str, list[dict]] = {}
-    for kind in ("features", "batch_inference", "monitoring"):
+    for kind, first, end in steps:
         t, since = time.monotonic(), utcnow_iso()
-        dapi.backfill(dag(kind), STORM, last, max_active_runs=4)
-        runs = dapi.wait_window(dag(kind), STORM, last, since, timeout=WAIT)
-        timings[kind] = round(time.monotonic() - t, 1)
-        results[kind] = [dapi.result(dag(kind), r, with_xcom=False) for r in runs]
-        failed = {r["ds"]: r["tasks"] for r in results[kind] if r["state"] != "success"}
+        dapi.backfill(dag(kind), first, end, max_active_runs=4)
+        runs = dapi.wait_window(dag(kind), first, end, since, timeout=WAIT)
+        timings[kind] = round(timings.get(kind, 0.0) + time.monotonic() - t, 1)
+        done = [dapi.result(dag(kind), r, with_xcom=False) for r in runs]
+        results[kind] = results.get(kind, []) + done
+        failed = {r["ds"]: r["tasks"] for r in done if r["state"] != "success"}
         assert not failed, (kind, failed)
 
     storm_days = {(STORM + dt.timedelta(days=i)).isoformat() for i in range(STORM_DAYS)}
@@ -102,6 +112,7 @@ def test_a_drift_storm_over_ten_intervals_starts_at_most_one_retraining(dstack, 
         for r in results["monitoring"]
     }
     held = sorted(d for d, v in decisions.items() if "cooldown" in v["why"])
+    held_by_later = sorted(d for d, v in decisions.items() if "already started a retrain" in v["why"])
     timings["total"] = round(time.monotonic() - t0, 1)
     faults.FaultRecord(
         fault="C3",
@@ -112,6 +123,7 @@ def test_a_drift_storm_over_ten_intervals_starts_at_most_one_retraining(dstack, 
             "retrain_records": sorted(records),
             "training_runs_started": [r["dag_run_id"] for r in started],
             "held_by_cooldown": held,
+            "held_by_a_later_retrain": held_by_later,
             "seconds": timings,
         },
         notes=[f"{d}: {v['retrain_on_drift']} {v['why'][:160]}" for d, v in sorted(decisions.items())],
@@ -123,5 +135,8 @@ def test_a_drift_storm_over_ten_intervals_starts_at_most_one_retraining(dstack, 
     assert len(records) == 1, records
     assert len(started) == 1, [r["dag_run_id"] for r in started]
     (rec,) = records.values()
+    assert rec.ds >= later.isoformat(), rec  # the half judged first retrained ...
+    # ... and an earlier interval that drifted enough, judged after it, was held by that later retrain
+    assert held_by_later and all(d < rec.ds for d in held_by_later), decisions
     assert started[0]["dag_run_id"] == rec.training_run_id, (started[0]["dag_run_id"], rec)
     assert started[0]["conf"]["end_ds"] == rec.ds, started[0]["conf"]
