@@ -46,7 +46,7 @@ SCENARIO = {
 }
 
 
-def polls(timeout: float, every: float = 3):
+def polls(timeout: float, every: float = 1):
     """Yields until ``timeout`` seconds have passed, sleeping ``every`` seconds between turns."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -32,7 +32,7 @@ class AirflowAPI:
             r = self.session.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=30)
             if r.status_code == 200:
                 return
-            time.sleep(2)
+            time.sleep(1)
         raise AssertionError(f"{dag_id} was not serialized by the dag-processor within {timeout}s")
 
     def runs(self, dag_id: str) -> list[dict]:
@@ -45,7 +45,7 @@ class AirflowAPI:
             runs = self.runs(dag_id)
             if predicate(runs):
                 return runs
-            time.sleep(3)
+            time.sleep(1)
         states = sorted((r["logical_date"], r["run_type"], r["state"]) for r in runs)
         raise AssertionError(f"{dag_id}: runs did not settle within {timeout}s: {states}")
 

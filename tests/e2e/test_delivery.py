@@ -55,7 +55,7 @@ def wait_run(api, run_id: str, timeout: float = 300) -> tuple[str, dict[str, str
         state = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}")["state"]
         if state in ("success", "failed"):
             break
-        time.sleep(3)
+        time.sleep(1)
     tis = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances")["task_instances"]
     return state, {t["task_id"]: t["state"] for t in tis}
 

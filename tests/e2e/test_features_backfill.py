@@ -62,7 +62,7 @@ def wait_backfill_closed(api, backfill_id: int, timeout: float = 180) -> None:
     while time.monotonic() < deadline:
         if api.call("GET", f"/backfills/{backfill_id}").get("completed_at"):
             return
-        time.sleep(3)
+        time.sleep(1)
     raise AssertionError(f"backfill {backfill_id} was not marked completed within {timeout}s")
 
 
@@ -72,7 +72,7 @@ def wait_task(api, run_id: str, task_id: str, timeout: float = 300) -> str:
         ti = api.call("GET", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}")
         if ti["state"] in ("success", "failed", "upstream_failed"):
             return ti["state"]
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"{task_id} in {run_id} did not finish within {timeout}s")
 
 

@@ -77,7 +77,7 @@ def wait_tasks(api, dag_id: str, run_id: str, done, timeout: float = 240) -> dic
         states = task_states(api, dag_id, run_id)
         if done(states):
             return states
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"{dag_id} {run_id}: tasks did not get there within {timeout}s: {states}")
 
 
@@ -146,7 +146,7 @@ def test_drift_retrains_deploys_and_the_new_champion_is_quiet(stack, tmp_path) -
         champ = registry.by_alias(cfg.name, CHAMPION)
         if champ.version != v1:
             break
-        time.sleep(5)
+        time.sleep(1)
     v2 = champ.version
     assert v2 != v1, "the deployment DAG did not move the champion"
     assert registry.by_alias(cfg.name, CHALLENGER) is None

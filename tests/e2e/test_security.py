@@ -114,7 +114,7 @@ def evidence(stack):
         state = api.call("GET", f"/dags/{DAG}/dagRuns/{run['dag_run_id']}/taskInstances/validate")["state"]
         if state in ("failed", "success", "upstream_failed"):
             break
-        time.sleep(3)
+        time.sleep(1)
     assert state == "failed", f"validate ended {state}: the hostile partition must be quarantined"
     records = [k for k in lake.list(f"quarantine/loans/ds={DS}") if k.endswith("/_RECORD.json")]
     assert records, lake.list("quarantine")

@@ -70,7 +70,7 @@ def test_secrets_are_private_and_in_no_log(stack, capsys) -> None:
     task_logs: list = []
     while time.monotonic() < deadline and not task_logs:
         task_logs = [p for p in (settings.airflow_home / "logs").rglob("attempt=*.log")]
-        time.sleep(3)
+        time.sleep(1)
     assert task_logs, "no task log was written within 300s"
     for p in task_logs:
         assert mode(p) == 0o600, f"{p}: {oct(mode(p))}"
@@ -143,7 +143,7 @@ def test_down_leaves_no_process_after_a_scheduler_kill(stack) -> None:
     api.call("POST", "/dags/loans_features/dagRuns", json={"logical_date": "2025-01-03T00:00:00Z"})
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not scheduler.children():
-        time.sleep(2)
+        time.sleep(1)
     workers = scheduler.children()
     assert workers, "the scheduler started no LocalExecutor worker within 300s"
 
