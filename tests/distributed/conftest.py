@@ -268,6 +268,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
                 f"memory MB (2 workers) {rec['memory_mb_two_workers']}"
             )
             continue
+        if name == "loop":
+            tr.write_line(
+                f"loop: seconds {rec['seconds']}; tasks per worker {rec['tasks_per_worker']}; "
+                f"memory MB {rec['memory_mb']}"
+            )
+            continue
         recovery = "n/a" if rec.get("recovery_s") is None else f"{rec['recovery_s']:.1f} s"
         tr.write_line(f"{name}: {rec['what']}")
         tr.write_line(f"    lost: {rec['lost'] or 'nothing'}; recovery {recovery}")

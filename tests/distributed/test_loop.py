@@ -176,5 +176,16 @@ def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dl
     print(f"\ntasks received per worker: {per_worker}")
     assert all(n > 0 for n in per_worker.values()), per_worker
     timings["total"] = time.monotonic() - t0
+    memory = dstack.memory_mb()
     print("loop timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    print("memory per service (MB RSS, with children): " + str(dstack.memory_mb()))
+    print("memory per service (MB RSS, with children): " + str(memory))
+    faults.record(
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "fault": "loop",
+            "what": "features -> training -> gate -> promotion -> deployment -> batch -> monitoring on Celery workers",
+            "seconds": {k: round(v, 1) for k, v in timings.items()},
+            "tasks_per_worker": per_worker,
+            "memory_mb": memory,
+        }
+    )
