@@ -141,12 +141,13 @@ def test_drift_retrains_deploys_and_the_new_champion_is_quiet(stack, tmp_path) -
     assert states["gate"] == "success" and states["promote"] == "success", states
     run = api.call("GET", f"/dags/loans_training/dagRuns/{training}")
     assert run["conf"]["reason"].startswith(f"drift on ds={retrain_day}")
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        champ = registry.by_alias(cfg.name, CHAMPION)
-        if champ.version != v1:
-            break
-        time.sleep(1)
+    # the model Asset's deployment run: it moves the champion, then clears the challenger (two alias moves), so
+    # the aliases are read once it has ended
+    deployments = api.wait_runs(
+        "loans_deployment", lambda runs: bool(runs) and all(r["state"] in ("success", "failed") for r in runs), 600
+    )
+    assert {r["state"] for r in deployments} == {"success"}, deployments
+    champ = registry.by_alias(cfg.name, CHAMPION)
     v2 = champ.version
     assert v2 != v1, "the deployment DAG did not move the champion"
     assert registry.by_alias(cfg.name, CHALLENGER) is None
