@@ -83,7 +83,7 @@ up-distributed: venv  ## start the distributed topology natively (CeleryExecutor
 down-distributed: venv  ## stop exactly the processes `make up-distributed` started
 	$(PY) -m sluice.stack.distributed down
 
-test-distributed: venv  ## the whole loop on a distributed stack of its own (and the fault tests), ~10 min
+test-distributed: venv  ## the loop, races, faults F1-F8 and the backfill speed-up on a distributed stack of its own, ~16 min
 	$(PY) -m pytest -p no:randomly tests/distributed
 
 status: venv  ## which services are running
