@@ -92,8 +92,9 @@ status: venv  ## which services are running
 bench: venv $(BENCH_ENV)/.synced  ## benchmarks: ratios against a baseline measured in the same run
 	$(PY) -m benchmarks
 
-lint: venv  ## ruff, the import contracts (.importlinter), model configs, and every DAG file parses
+lint: venv  ## ruff (checks and formatting), the import contracts (.importlinter), model configs, and every DAG file parses
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m sluice config check
 	$(VENV)/bin/lint-imports
 	$(PY) -m sluice.airflow.dagcheck

@@ -104,9 +104,7 @@ def test_the_whole_loop_on_celery_workers_postgres_redis_and_s3(dstack, dapi, dl
     dapi.set_paused(dag("training"), False)  # a paused DAG's runs, triggered ones too, are not scheduled
     conf = {"end_ds": TRAIN_END.isoformat(), "note": "distributed loop: two trainings at once"}
     twins = [dapi.trigger(dag("training"), conf=conf)["dag_run_id"] for _ in range(2)]
-    trainings = [
-        dapi.result(dag("training"), dapi.wait_run(dag("training"), rid, timeout=2 * WAIT)) for rid in twins
-    ]
+    trainings = [dapi.result(dag("training"), dapi.wait_run(dag("training"), rid, timeout=2 * WAIT)) for rid in twins]
     timings["training"] = time.monotonic() - t
     assert all(_ok(r) for r in trainings), [r["tasks"] for r in trainings]
     assert all(r["tasks"]["gate"] == "success" for r in trainings), [r["tasks"] for r in trainings]

@@ -167,4 +167,3 @@ def test_one_promote_at_a_time_still_lets_the_better_win(lake, mlflow_server) ->
     assert len(registry.versions(better.name)) == 1, "exactly one version registered"
     moves = [e for e in ledger.history(registry, better.name) if e.get("alias") == CHALLENGER]
     assert [e.get("candidate_run") for e in moves] == [runs["better"][0]["run_id"]], moves
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,46 +111,14 @@ def gate_alert(
     judged without a champion's metrics although one serves (the training-set suite failed, so nothing was
     compared) names that champion and says why it was not compared, instead of "no champion yet".
     """
-    from sluice.evaluation.report import render_html, render_text
+    from sluice.evaluation.report import as_judged_against, render_html, render_text
 
-    shown = _with_registry_champion(decision, champion)
-    if decision.champion_metrics is not None:
-        label = "current champion"  # the one evaluation compared with
-    elif champion is not None:
-        label = f"v{champion} (serving, not compared: {_not_compared(decision)})"
-    else:
-        label = "none (first model)"
+    shown, label = as_judged_against(decision, champion)
     subject = f"[sluice] {model}: candidate NOT promoted, gate {decision.decision.value}"
     text = render_text(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
     html_body = render_html(shown, model=model, candidate_label=candidate, champion_label=label, links=links)
     alert = _with_shadow(Alert(subject, text, html_body), shadow)
     return _with_steps(alert, gate_next_steps(model, decision, champion=champion))
-
-
-def _not_compared(decision: Any) -> str:
-    """Why a gate decision holds no champion metrics while a champion serves."""
-    if any(r.rule == "training_suite" for r in decision.failing_rules):
-        return "the training-set suite failed, so the candidate was not evaluated"
-    return "the evaluation compared the candidate with no champion"
-
-
-def _with_registry_champion(decision: Any, champion: str | None) -> Any:
-    """The decision as the mail shows it: when a champion serves (``champion``, from the registry) but the gate
-    had no champion to compare with, its "no champion yet" notes and rule details say instead that the serving
-    champion was not compared, and why; otherwise the decision itself."""
-    from sluice.evaluation.gate import NO_CHAMPION_NOTE
-
-    if champion is None or decision.has_champion:
-        return decision
-    why = f"champion v{champion} serves but was not compared: {_not_compared(decision)}"
-
-    def reword(text: str) -> str:
-        if text == NO_CHAMPION_NOTE:
-            return why
-        return f"{why}; {text.removeprefix('no champion yet and ')}" if text.startswith("no champion yet") else text
-
-    rules = tuple(dataclasses.replace(r, detail=reword(r.detail)) for r in decision.rules)
-    return dataclasses.replace(decision, has_champion=True, notes=tuple(reword(n) for n in decision.notes), rules=rules)
 
 
 #: what would change a failing rule's verdict, by rule name (a ``floor:<metric>`` rule uses ``floor``)

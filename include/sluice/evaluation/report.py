@@ -10,6 +10,7 @@ removed in text; a link whose scheme is not http(s) or mailto (or a relative pat
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -137,6 +138,43 @@ def slice_sections(decision: GateDecision) -> list[tuple[str, list[tuple[str, ..
         title = f"Slices beyond the limit ({metric}), reported, not decisive: too small or not significant"
         sections.append((title, _slice_rows(reported)))
     return sections
+
+
+def _not_compared(decision: GateDecision) -> str:
+    """Why a gate decision holds no champion metrics while a champion serves."""
+    if any(r.rule == "training_suite" for r in decision.failing_rules):
+        return "the training-set suite failed, so the candidate was not evaluated"
+    return "the evaluation compared the candidate with no champion"
+
+
+def as_judged_against(
+    decision: GateDecision, champion: Any, compared: str = "current champion"
+) -> tuple[GateDecision, str]:
+    """``(decision as shown, champion label)`` given the version the registry's ``champion`` alias names
+    (None: there is none); ``compared`` labels the champion the evaluation compared with, when it did.
+
+    A gate judged without a champion's metrics although one serves (the training-set suite failed, so nothing
+    was compared) names that champion and says why it was not compared, instead of "no champion yet": its
+    notes and rule details are reworded, the verdicts untouched. Every report of a decision (the gate report
+    in MLflow, the "not promoted" mail) shows it through here."""
+    from sluice.evaluation.gate import NO_CHAMPION_NOTE
+
+    if decision.champion_metrics is not None:
+        return decision, compared
+    if champion is None:
+        return decision, "none (first model)"
+    why = f"champion v{champion} serves but was not compared: {_not_compared(decision)}"
+
+    def reword(text: str) -> str:
+        if text == NO_CHAMPION_NOTE:
+            return why
+        return f"{why}; {text.removeprefix('no champion yet and ')}" if text.startswith("no champion yet") else text
+
+    rules = tuple(dataclasses.replace(r, detail=reword(r.detail)) for r in decision.rules)
+    shown = dataclasses.replace(
+        decision, has_champion=True, notes=tuple(reword(n) for n in decision.notes), rules=rules
+    )
+    return shown, f"v{champion} (serving, not compared: {_not_compared(decision)})"
 
 
 def _headline(decision: GateDecision, model: str, candidate_label: str, champion_label: str | None) -> str:

@@ -160,14 +160,15 @@ def decide_retrain(cfg: ModelConfig, lake: Lake, ds: dt.date | str, drift: Mappi
         for r in record.drift_history(lake, cfg.name, day)
     ]
     history.append({**drift, "ds": day.isoformat()})
+    last, later = record.retrains_around(lake, cfg.name, day)
     decision = retrain_on(
         "drift",
         history,
         cfg.monitoring,
         version=drift["model_version"],
         today=day,
-        last_retrain=record.last_retrain(lake, cfg.name, day),
-        next_retrain=record.next_retrain(lake, cfg.name, day),
+        last_retrain=last,
+        next_retrain=later,
         prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()
@@ -191,14 +192,15 @@ def decide_on_performance(cfg: ModelConfig, lake: Lake, ds: dt.date | str, perf:
         for r in record.performance_history(lake, cfg.name, day)
     ]
     history.append({**perf, "ds": day.isoformat(), "decay": bool(perf.get("decay"))})
+    last, later = record.retrains_around(lake, cfg.name, day)
     decision = retrain_on(
         "decay",
         history,
         cfg.monitoring,
         version=perf.get("model_version"),
         today=day,
-        last_retrain=record.last_retrain(lake, cfg.name, day),
-        next_retrain=record.next_retrain(lake, cfg.name, day),
+        last_retrain=last,
+        next_retrain=later,
         prior=_prior(lake, cfg, day),
     )
     return decision.to_dict()

@@ -40,7 +40,7 @@ __all__ = [
     "RetrainRecord",
     "drift_history",
     "last_retrain",
-    "next_retrain",
+    "retrains_around",
     "performance_history",
     "read_drift",
     "read_performance",
@@ -179,14 +179,16 @@ def read_retrain(lake: Lake, model: str, ds: dt.date | str) -> RetrainRecord | N
     return None if data is None else RetrainRecord.from_dict(data)
 
 
+def retrains_around(lake: Lake, model: str, day: dt.date) -> tuple[dt.date | None, dt.date | None]:
+    """``(last, next)``: the newest interval before ``day`` and the oldest after it that started a retraining,
+    from one listing. Intervals are judged out of order (backfills, concurrent runs), so a later interval's
+    retrain holds an earlier one's cooldown too."""
+    days = [d for d, _ in _days(lake, model, RETRAIN)]
+    before = [d for d in days if d < day]
+    after = [d for d in days if d > day]
+    return (before[-1] if before else None), (after[0] if after else None)
+
+
 def last_retrain(lake: Lake, model: str, before: dt.date) -> dt.date | None:
     """The newest interval before ``before`` that started a retraining."""
-    days = [d for d, _ in _days(lake, model, RETRAIN) if d < before]
-    return days[-1] if days else None
-
-
-def next_retrain(lake: Lake, model: str, after: dt.date) -> dt.date | None:
-    """The oldest interval after ``after`` that started a retraining: intervals are judged out of order
-    (backfills, concurrent runs), and a later interval's retrain holds an earlier one's cooldown too."""
-    days = [d for d, _ in _days(lake, model, RETRAIN) if d > after]
-    return days[0] if days else None
+    return retrains_around(lake, model, before)[0]

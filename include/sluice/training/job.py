@@ -269,7 +269,11 @@ def decide(
         model_size_mb=trained.get("model_size_mb"),
         latency_ms=trained.get("latency_ms"),
     )
-    record.log_gate(registry, cfg, trained["run_id"], decision, (ev.champion or {}).get("version"))
+    # the champion compared with; or, when nothing was compared (the training-set suite failed), the one serving
+    champion = (ev.champion or {}).get("version")
+    if champion is None and (serving := registry.by_alias(cfg.name, CHAMPION)) is not None:
+        champion = serving.version
+    record.log_gate(registry, cfg, trained["run_id"], decision, champion)
     return decision
 
 

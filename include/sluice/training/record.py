@@ -169,17 +169,12 @@ def log_evaluation(registry: Any, run_id: str, evaluation: Evaluation) -> None:
 
 def log_gate(registry: Any, cfg: ModelConfig, run_id: str, decision: GateDecision, champion_version: Any) -> None:
     """The gate's decision (JSON, HTML report, tags) on the run, before anyone acts on it."""
-    from sluice.evaluation.report import render_html
+    from sluice.evaluation.report import as_judged_against, render_html
 
     client = registry.client
     client.log_dict(run_id, decision.to_dict(), GATE_DECISION)
-    html = render_html(
-        decision,
-        model=cfg.name,
-        candidate_label=f"run {run_id[:8]}",
-        champion_label=f"v{champion_version}" if champion_version is not None else "none",
-        links={},
-    )
+    shown, label = as_judged_against(decision, champion_version, compared=f"v{champion_version}")
+    html = render_html(shown, model=cfg.name, candidate_label=f"run {run_id[:8]}", champion_label=label, links={})
     client.log_text(run_id, html, GATE_REPORT)
     value = decision.decision.value
     client.set_tag(run_id, GATE_TAG, value)

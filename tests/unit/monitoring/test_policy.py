@@ -85,8 +85,10 @@ def test_the_cooldown_holds_on_either_side_of_a_retrain(last, nxt, held, why) ->
 
     d = decide([{"drift": True, "ds": today.isoformat()}], st, last_retrain=on(last), next_retrain=on(nxt))
     assert d["cooldown"]["active"] is held and d["drift"] is not held, d
-    assert (why in d["reason"] and "within the 3-day cooldown" in d["reason"]) if held else d["reason"].startswith(
-        "drift: 1 of the last 1"
+    assert (
+        (why in d["reason"] and "within the 3-day cooldown" in d["reason"])
+        if held
+        else d["reason"].startswith("drift: 1 of the last 1")
     ), d["reason"]
     assert d["cooldown"]["next_retrain"] == (on(nxt).isoformat() if nxt is not None else None)
 

@@ -157,14 +157,18 @@ def test_decisions_over_recorded_history_count_the_serving_versions_intervals(tm
 
 def test_a_later_intervals_retrain_holds_an_earlier_interval_judged_after_it(tmp_path) -> None:
     """A backfill judges intervals out of order: the retrain record of a later interval is found by
-    next_retrain and holds the earlier one within cooldown_days; one beyond it does not."""
+    retrains_around and holds the earlier one within cooldown_days; one beyond it does not."""
     monitoring = {"persistence.k": 1, "persistence.n": 1, "cooldown_days": 3}
     cfg = with_monitoring(get_model_config("loans"), monitoring).model_copy(update={"name": "m"})
     lake = open_lake(str(tmp_path))
     job.record_retrain(cfg, lake, day(5), source="drift", reason="why", report="r", run_id="t5")
-    assert record.next_retrain(lake, "m", D + dt.timedelta(days=2)) == D + dt.timedelta(days=5)
-    assert record.next_retrain(lake, "m", D + dt.timedelta(days=5)) is None
-    assert record.last_retrain(lake, "m", D + dt.timedelta(days=5)) is None
+    job.record_retrain(cfg, lake, day(9), source="drift", reason="why", report="r", run_id="t9")
+    assert record.retrains_around(lake, "m", D + dt.timedelta(days=2)) == (None, D + dt.timedelta(days=5))
+    assert record.retrains_around(lake, "m", D + dt.timedelta(days=5)) == (None, D + dt.timedelta(days=9))
+    assert record.retrains_around(lake, "m", D + dt.timedelta(days=7)) == (
+        D + dt.timedelta(days=5),
+        D + dt.timedelta(days=9),
+    )
 
     def drifted(i: int) -> dict:
         return {"ds": day(i), "drift": True, "model_version": "1", "reason": "shift", "report_json": "x"}
