@@ -29,7 +29,7 @@ for cfg in load_model_configs().values():
         drift = DriftSensor(
             task_id="drift",
             model=cfg.name,
-            poll_interval=60,
+            poll_interval=cfg.monitoring.poll_interval_s,
             timeout=cfg.dataset.wait_timeout_minutes * 60 * 2,
         )
         on_drift = RetrainOperator(

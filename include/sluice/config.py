@@ -458,6 +458,9 @@ class MonitoringConfig(_Frozen):
     """Live performance once the labels arrive."""
     label_wait_days: Annotated[int, Field(ge=0, le=365)] = 1
     """Extra days to wait after labels.delay_days before judging live performance (late labels)."""
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """How often the drift sensor, deferred to the triggerer, looks for the interval's predictions (one listing
+    of the lake each time): the drift check starts up to this many seconds after the batch scoring lands."""
     exclude_features: dict[str, Annotated[str, Field(min_length=1)]] = {}
     """Features the drift check leaves out, with the reason shown in every report, e.g.
     {origin_event_count: "a count of today's events, a new value every day by design"}. Calendar parts of the

@@ -35,6 +35,9 @@ def model_config() -> dict:
     # model, every bootstrap difference is 0, and the interval [0, 0] straddles a margin of 0
     data["gate"]["non_inferiority_margin"] = 0.0
     shared_machine_budgets(data)
+    # the deployment run's infra validation: 50 single-row requests show the version answers with the right schema
+    # (latency is not this tier's subject: docs/testing.md); the default 200 took 4-6 s more on a shared machine
+    data["deploy"]["infra_validation"]["sample_rows"] = 50
     data["monitoring"] = {"persistence": {"k": 3, "n": 3}, "cooldown_days": 3, "performance": {"min_rows": 10**9}}
     return data
 
@@ -78,10 +81,11 @@ def _populate(stack) -> dict:
     """Runs for the UI to show, made by the stack's own scheduler (so each has its task logs and durations).
 
     In this process: landing data for 11 days (one corrupted), features published for the first 8, and a
-    first model v1 trained, registered and made champion and challenger, which scores day 8. Then through the
-    REST API, side by side: a features backfill of days 9-11 (day 10 is quarantined: its validate task
-    carries the "Quarantine record" link), a deployment run (v1 deployed blue/green and confirmed champion)
-    and a monitoring run for day 8 (its drift task carries the "Drift report" link); once the backfill is
+    first model v1 trained, registered and made champion and challenger, which scores day 8. Through the REST
+    API, side by side: a features backfill of days 9-11, started as soon as their landing files are there (it
+    runs while v1 is made here; day 10 is quarantined: its validate task carries the "Quarantine record" link),
+    a deployment run once v1 is registered (v1 deployed blue/green and confirmed champion) and a monitoring
+    run for day 8 once it is scored (its drift task carries the "Drift report" link); once the backfill is
     done (training is unpaused only then, so the feature Asset events start no extra run), a training run
     on v1's own window: the same model, so the gate is INCONCLUSIVE (see ``model_config``) and the run waits
     in its ``approve`` task for a person. Returns the run ids the tests open.
@@ -102,22 +106,9 @@ def _populate(stack) -> dict:
     scenario = settings.home / "browser-scenario.yaml"
     scenario.write_text(yaml.safe_dump(SCENARIO))
     generate_into_lake(cfg, lake, START, PUBLISHED_DAYS + BACKFILL_DAYS, scenario_path=scenario, rows_per_day=ROWS)
-    for i in range(PUBLISHED_DAYS):
-        publish_features(cfg, lake, START + dt.timedelta(days=i))
-    registry = Registry(settings.mlflow_url)
-    trained = job.train(cfg, lake, registry, end_ds=SCORED, window_days=PUBLISHED_DAYS, dag_id="setup", run_id="v1")
-    evaluation = job.evaluate(cfg, lake, registry, trained)
-    decision = job.decide(cfg, registry, trained, evaluation).to_dict()
-    assert decision["decision"] == "PASS", decision
-    v1 = job.promote(cfg, registry, trained, evaluation, decision, run_type="manual")["version"]
-    registry.set_alias(cfg.name, CHAMPION, v1)  # the deployment run below confirms it; training compares to it
-    release = release_of(registry, cfg.name, v1)
-    score_partition(cfg, lake, SCORED, load_model(fetch_release(release)), model_version=v1, run_id=release.run_id)
-
-    for dag_id in ("loans_features", "loans_training", "loans_deployment", "loans_monitoring"):
-        api.wait_for_dag(dag_id)
-    for dag_id in ("loans_features", "loans_deployment", "loans_monitoring"):
-        api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    # the scheduler's backfill of the later days needs only their landing files: it runs while v1 is made here
+    api.wait_for_dag("loans_features")
+    api.call("PATCH", "/dags/loans_features", json={"is_paused": False})
     first, last = START + dt.timedelta(days=PUBLISHED_DAYS), START + dt.timedelta(days=PUBLISHED_DAYS + 2)
     body = {
         "dag_id": "loans_features",
@@ -127,7 +118,22 @@ def _populate(stack) -> dict:
         "reprocess_behavior": "none",
     }
     api.call("POST", "/backfills", json=body)
+    for i in range(PUBLISHED_DAYS):
+        publish_features(cfg, lake, START + dt.timedelta(days=i))
+    registry = Registry(settings.mlflow_url)
+    trained = job.train(cfg, lake, registry, end_ds=SCORED, window_days=PUBLISHED_DAYS, dag_id="setup", run_id="v1")
+    evaluation = job.evaluate(cfg, lake, registry, trained)
+    decision = job.decide(cfg, registry, trained, evaluation).to_dict()
+    assert decision["decision"] == "PASS", decision
+    v1 = job.promote(cfg, registry, trained, evaluation, decision, run_type="manual")["version"]
+    registry.set_alias(cfg.name, CHAMPION, v1)  # the deployment run below confirms it; training compares to it
+    for dag_id in ("loans_deployment", "loans_monitoring", "loans_training"):
+        api.wait_for_dag(dag_id)
+    api.call("PATCH", "/dags/loans_deployment", json={"is_paused": False})
     deployment = trigger(api, "loans_deployment")
+    release = release_of(registry, cfg.name, v1)
+    score_partition(cfg, lake, SCORED, load_model(fetch_release(release)), model_version=v1, run_id=release.run_id)
+    api.call("PATCH", "/dags/loans_monitoring", json={"is_paused": False})
     monitoring = trigger(api, "loans_monitoring", f"{SCORED}T00:00:00Z")
     features = api.wait_runs(
         "loans_features",
