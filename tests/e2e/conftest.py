@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +54,10 @@ class AirflowAPI:
 @pytest.fixture(scope="module")
 def stack(request, monkeypatch_module, free_port):
     """PostgreSQL, the SMTP sink and Airflow (api-server, scheduler, dag-processor, triggerer) on free ports;
-    plus the stack's own MLflow server when the test module sets ``STACK_SERVICES`` to include it."""
+    plus the stack's own MLflow server when the test module sets ``STACK_SERVICES`` to include it.
+
+    The state folder (about 84 MB: the databases, logs, lake, artifacts) is deleted once the stack is down, unless
+    it did not come up or a test of the module failed: then it stays for the post-mortem and the teardown says where."""
     from sluice.stack import embedded
 
     services = getattr(request.module, "STACK_SERVICES", ("mailsink", "airflow"))
@@ -79,13 +83,21 @@ def stack(request, monkeypatch_module, free_port):
     for k, v in env.items():
         monkeypatch_module.setenv(k, v)
     settings = embedded.Settings.from_env()
+    failed_before, broke = request.session.testsfailed, False
     try:
         embedded.up(settings, services=services)
         api = AirflowAPI(settings.airflow_url, embedded.airflow_password(settings))
         yield settings, api
+    except BaseException:  # the stack did not come up: its logs say why
+        broke = True
+        raise
     finally:
         embedded.down(settings)
         assert all(pid is None for pid in embedded.status(settings).values()), embedded.status(settings)
+        if not broke and request.session.testsfailed == failed_before:
+            shutil.rmtree(home)
+        else:
+            print(f"\n{request.module.__name__}: the stack or a test failed; its state folder is kept: {home}")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 On a real stack (PostgreSQL, SMTP sink, Airflow api-server/scheduler/dag-processor/triggerer):
 - secrets are 0600, state folders 0700, the admin password is in no log and shown only on a first start;
+- the pools of ``include/pools.json`` exist as written there (created by the process that migrates);
 - the API server refuses a backfill outside the DAG's start/end dates or over the run cap, with a 422 that
   names the DAG, its range and what was asked, and says nothing to a caller without a token;
 - after ``kill -9`` of the scheduler, its orphaned LocalExecutor workers are reported as strays, and
@@ -10,6 +11,7 @@ On a real stack (PostgreSQL, SMTP sink, Airflow api-server/scheduler/dag-process
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -91,6 +93,16 @@ def test_secrets_are_private_and_in_no_log(stack, capsys) -> None:
     assert password not in out and str(pw_file) in out
     embedded.print_urls(settings, first_start=True)
     assert password in capsys.readouterr().out
+
+
+def test_the_pools_are_those_of_pools_json(stack) -> None:
+    from sluice.stack import embedded
+
+    _, api = stack
+    for name, want in json.loads(embedded.POOLS.read_text()).items():
+        pool = api.call("GET", f"/pools/{name}")
+        got = {k: pool[k] for k in ("slots", "description", "include_deferred")}
+        assert got == {k: want[k] for k in got}, f"pool {name}: {got}, {embedded.POOLS} says {want}"
 
 
 def test_backfill_outside_the_dag_dates_is_refused(stack) -> None:

@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,12 +43,13 @@ from sluice.runtime import (
     Settings,
     groups_file,
     http_ok,
+    pid_file,
     port_open,
     private_dir,
     pythonpath,
     running_pid,
     start_process,
-    stop_process,
+    stop_process,  # noqa: F401  # one service at a time: sluice.apps.demo stops what it started through here
     wait_until,
 )
 
@@ -357,9 +359,14 @@ def reap_strays(s: Settings) -> list[str]:
 # --------------------------------------------------------------------------------------------- services
 
 
-def start_mailsink(s: Settings) -> None:
+def start_mailsink(s: Settings, wait: bool = True) -> None:
     cmd = [sys.executable, "-m", "sluice.alerts.mailsink", "--port", str(s.smtp_port), "--outbox", str(s.outbox)]
     start_process(s, "mailsink", cmd, {"PYTHONPATH": pythonpath()})
+    if wait:
+        wait_mailsink(s)
+
+
+def wait_mailsink(s: Settings) -> None:
     wait_until(lambda: port_open(s.smtp_port), "SMTP sink", 30, s.log_dir / "mailsink.log")
 
 
@@ -392,21 +399,42 @@ def wait_mlflow(s: Settings) -> None:
     wait_until(lambda: http_ok(f"{s.mlflow_url}/health"), "MLflow server", 120, s.log_dir / "mlflow.log")
 
 
+#: ``airflow db migrate`` then ``airflow pools import <file>``, the same two CLI commands run by one interpreter:
+#: the second one costs no second import of Airflow (about 5 s). Exit code 3: the migration passed, the pools did not.
+_MIGRATE_THEN_POOLS = """
+import sys, traceback
+from airflow.__main__ import main
+pools = sys.argv[1]
+sys.argv = ["airflow", "db", "migrate"]
+main()
+print(f"--- airflow pools import {pools}", flush=True)
+sys.argv = ["airflow", "pools", "import", pools]
+try:
+    main()
+except SystemExit as exc:
+    if exc.code not in (None, 0):
+        print(exc.code, file=sys.stderr)
+        sys.exit(3)
+except Exception:
+    traceback.print_exc()
+    sys.exit(3)
+"""
+
+
 def migrate_airflow(s: Settings, env: Mapping[str, str] | None = None) -> None:
-    """``airflow db migrate`` (idempotent); output goes to the log folder, errors are shown whole.
+    """``airflow db migrate`` (idempotent), then the pools of ``include/pools.json`` (created or updated), in one
+    process; its output goes to the log folder, errors are shown whole.
 
     ``env``: the whole environment of the Airflow processes (the distributed stack's); by default this stack's."""
     s.log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(env) if env is not None else {**os.environ, **airflow_env(s)}
-    proc = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
+    cmd = [sys.executable, "-c", _MIGRATE_THEN_POOLS, str(POOLS)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
     write_secret(s.log_dir / "airflow-migrate.log", proc.stdout + proc.stderr)  # 0600 like every log
+    if proc.returncode == 3:
+        raise RuntimeError(f"airflow pools import {POOLS} failed:\n{proc.stderr[-3000:]}")
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
-    pools = subprocess.run(
-        [str(BIN / "airflow"), "pools", "import", str(POOLS)], env=env, capture_output=True, text=True, check=False
-    )
-    if pools.returncode != 0:
-        raise RuntimeError(f"airflow pools import {POOLS} failed:\n{pools.stderr[-3000:]}")
 
 
 AIRFLOW_COMPONENTS: dict[str, list[str]] = {
@@ -459,16 +487,20 @@ def up(s: Settings, services: Iterable[str] = SERVICES) -> None:
         private_dir(d)
     reap_strays(s)
     scrub_logs(s)
+    # every service starts as soon as what it needs is there, and is waited for only at the end: the SMTP sink
+    # needs nothing, MLflow's 20 s start overlaps Airflow's migration, Airflow's four components start together
+    if "mailsink" in services:
+        start_mailsink(s, wait=False)
     ensure_postgres(s)
     lock_home(s)
-    if "mailsink" in services:
-        start_mailsink(s)
     if "mlflow" in services:
-        start_mlflow(s, wait=False)  # its 20 s start overlaps Airflow's migration
+        start_mlflow(s, wait=False)
     if "airflow" in services:
         start_airflow(s)
     if "mlflow" in services:
         wait_mlflow(s)
+    if "mailsink" in services:
+        wait_mailsink(s)
     log.info("stack up in %.1fs", time.monotonic() - t0)
 
 
@@ -481,13 +513,44 @@ def _recorded(s: Settings) -> list[str]:
     return ["mailsink", "mlflow", *AIRFLOW_COMPONENTS, *model_processes(s)]
 
 
-def down(s: Settings) -> list[str]:
-    """Stop the recorded services, then every other process of this stack, of any generation."""
-    stopped = []
-    names = [*reversed(AIRFLOW_COMPONENTS), *model_processes(s), "mlflow", "mailsink"]
+def stop_together(s: Settings, names: Iterable[str], timeout: float = 20.0) -> list[str]:
+    """Stop the recorded services ``names`` at once: SIGTERM to each one's process group, one wait for all of
+    them, then SIGKILL for whatever still runs after ``timeout``; returns the names that were running.
+
+    Stopping them one after another costs the sum of their shutdowns (an Airflow component takes 1-11 s);
+    together, the slowest one's. Only the processes the PID files record, and their children, are waited for."""
+    import psutil
+
+    running: dict[str, tuple[int, list]] = {}
     for name in names:
-        if stop_process(s, name):
-            stopped.append(name)
+        if (pid := running_pid(s, name)) is None:
+            continue
+        try:
+            leader = psutil.Process(pid)
+            running[name] = (pid, [leader, *leader.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            running[name] = (pid, [])
+    for pid, _ in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    owner = {p.pid: name for name, (_, procs) in running.items() for p in procs}
+    _, alive = psutil.wait_procs([p for _, procs in running.values() for p in procs], timeout=timeout)
+    for p in alive:
+        log.warning("%s: pid %s ignored SIGTERM for %.0fs, killing it", owner.get(p.pid), p.pid, timeout)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    for name in running:
+        pid_file(s, name).unlink(missing_ok=True)
+    return list(running)
+
+
+def down(s: Settings) -> list[str]:
+    """Stop Airflow's components and the model servers together, then the servers they use (MLflow, the SMTP
+    sink: a task stopped mid-way may still log or mail), then every other process of this stack, of any
+    generation, and PostgreSQL last."""
+    stopped = stop_together(s, [*reversed(AIRFLOW_COMPONENTS), *model_processes(s)])
+    stopped += stop_together(s, ["mlflow", "mailsink"])
     left = stack_processes(s)
     if left:
         log.warning("stopping %d process(es) no PID file accounts for", len(left))
