@@ -25,6 +25,8 @@ from sluice.registry.artifact import ALLOW_DESERIALIZATION, load_model
 from sluice.training.model import feature_columns, fit, predict_scores
 
 CFG = get_model_config("loans")
+#: Named, so that saving does not load the model in a subprocess to infer them.
+PIP = ["scikit-learn", "skops"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def model_dir(model, tmp_path_factory) -> Path:
     trusted = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
     assert trusted, "the pipeline has types outside skops' defaults: the refusal tests below need one"
     path = tmp_path_factory.mktemp("model") / "model"
-    mlflow.sklearn.save_model(model, str(path), skops_trusted_types=trusted)
+    mlflow.sklearn.save_model(model, str(path), skops_trusted_types=trusted, pip_requirements=PIP)
     return path
 
 
@@ -105,7 +107,7 @@ def test_mlflow_decides_when_its_deserialization_switch_is_set(model_dir, monkey
 
 def test_a_pickled_model_still_loads_through_mlflow(model, frame, tmp_path) -> None:
     path = tmp_path / "pickled"
-    mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle")
+    mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle", pip_requirements=PIP)
     rows = frame[feature_columns(CFG)].head(5)
     np.testing.assert_array_equal(
         predict_scores(load_model(path), rows, CFG.task), predict_scores(model, rows, CFG.task)
