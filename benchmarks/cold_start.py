@@ -10,10 +10,10 @@ does nothing, served by the same uvicorn -- the floor of any Python HTTP model s
 fastapi and uvicorn imports, bind, first answer. Best of 5 runs each, interleaved, so a busy neighbour
 hits both alike.
 
-Budget: the server process's CPU seconds to its first answer within 10x the bare app's (a neighbour on a
-shared machine stretches wall time, not the work done; both are printed). Loading through
-``mlflow.sklearn`` measured 10.9x, skops directly 8.5-8.9x, with bytecode compiled about 3.8x
-(docs/serving.md).
+Budget: the server process's CPU seconds to its first answer within 8.5x the bare app's (a neighbour on a
+shared machine stretches wall time more than the work done; both are printed). On an idle 2-core machine
+loading through ``mlflow.sklearn`` measured 8.8x, skops directly 6.6-7.5x, with bytecode compiled 3.5x
+(docs/serving.md); with neighbours at load 7-9 every ratio rises (skops directly: 8.9x).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 RUNS = 5
-BUDGET = 10.0
+BUDGET = 8.5
 BARE_APP = """
 import sys
 import uvicorn
