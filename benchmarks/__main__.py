@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks import batch, drift, drift_quality, gate, parse, serving, training, validation
+from benchmarks import batch, cold_start, drift, drift_quality, gate, parse, serving, training, validation
 
 BENCHES = {
     "parse": parse.main,
@@ -14,6 +14,7 @@ BENCHES = {
     "training": training.main,
     "batch": batch.main,
     "serving": serving.main,
+    "cold_start": cold_start.main,
     "drift": drift.main,
     "drift_quality": drift_quality.main,
 }

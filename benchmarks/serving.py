@@ -23,8 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REQUESTS = 1000
 WARMUP = 50
@@ -64,26 +68,33 @@ def _row(p: np.ndarray) -> str:
     return f"p50 {np.percentile(p, 50):7.2f} ms   p99 {np.percentile(p, 99):7.2f} ms"
 
 
+def loans_frame(cfg: Any, days: int, rows_per_day: int) -> pd.DataFrame:
+    """Generated loans features joined to their labels, ``days`` days from 2025-01-01 (seed 1)."""
+    import pandas as pd
+
+    from sluice.datagen import loans
+    from sluice.features.pipeline import build_features
+
+    dates = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(days)]
+    feats = pd.concat([build_features(loans.generate_events(d, seed=1, rows_per_day=rows_per_day), cfg) for d in dates])
+    labels = pd.concat([loans.generate_labels_for(d, seed=1, rows_per_day=rows_per_day) for d in dates])
+    return feats.merge(labels[["application_id", cfg.labels.column]], on="application_id")
+
+
 def main() -> bool:
     import mlflow.sklearn
-    import pandas as pd
     import skops.io
 
     from sluice.config import get_model_config
-    from sluice.datagen import loans
     from sluice.deployment.local import LocalTarget, free_port, spawn_server
     from sluice.deployment.targets import Release
-    from sluice.features.pipeline import build_features
     from sluice.registry.artifact import model_dir_sha256
     from sluice.registry.mlflow_registry import pip_requirements
     from sluice.runtime import Settings, stop_process
     from sluice.training.model import feature_columns, fit, predict_scores
 
     cfg = get_model_config("loans")
-    days = [dt.date(2025, 1, 1) + dt.timedelta(days=i) for i in range(5)]
-    feats = pd.concat([build_features(loans.generate_events(d, seed=1, rows_per_day=4000), cfg) for d in days])
-    labels = pd.concat([loans.generate_labels_for(d, seed=1, rows_per_day=4000) for d in days])
-    frame = feats.merge(labels[["application_id", cfg.labels.column]], on="application_id")
+    frame = loans_frame(cfg, days=5, rows_per_day=4000)
     model = fit(cfg, frame)
     cols = feature_columns(cfg)
     rows = frame[cols].head(REQUESTS + WARMUP)
